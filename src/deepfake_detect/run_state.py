@@ -1,0 +1,127 @@
+"""The resumable state of a training run, kept in its run folder without pickle.
+
+`state.json` is the commit point: it is replaced atomically after the tensors it names
+(`state-EPOCH.safetensors` with model and optimizer tensors, `best-EPOCH.safetensors`) are on disk,
+so a run killed at any moment resumes from its last complete epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepfake_detect.checkpoint import (
+    atomic_write_bytes,
+    atomic_write_json,
+    load_tensors,
+    save_tensors,
+)
+from deepfake_detect.errors import DataError
+
+STATE_NAME = "state.json"
+HISTORY_NAME = "history.csv"
+# Timings are logged, not kept here: a resumed run's history must equal an uninterrupted one's.
+HISTORY_FIELDS = (
+    "epoch", "phase", "phase_epoch", "lr", "train_loss", "train_accuracy",
+    "val_loss", "val_accuracy", "val_auc",
+)  # fmt: skip
+
+
+@dataclass
+class RunState:
+    """Where a run stands after its last complete epoch."""
+
+    epoch: int = 0  # epochs completed, both phases together
+    phase: str = "frozen"
+    phase_epoch: int = 0  # epochs completed in the current phase
+    bad_epochs: int = 0  # epochs without improvement in this phase (early stopping)
+    best_value: float | None = None
+    best_epoch: int = 0
+    best_file: str = ""
+    state_file: str = ""
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    optimizer_groups: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    done: bool = False
+
+
+def read_state(run_dir: Path) -> RunState | None:
+    path = run_dir / STATE_NAME
+    if not path.exists():
+        return None
+    try:
+        return RunState(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path}: unreadable run state ({exc})") from None
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    state = optimizer.state_dict()["state"]
+    return {
+        f"optimizer.{pid}.{name}": value for pid, s in state.items() for name, value in s.items()
+    }
+
+
+def restore_optimizer(optimizer, groups: list[dict[str, Any]], tensors: dict[str, torch.Tensor]):
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_epoch(
+    run_dir: Path,
+    state: RunState,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    improved: bool,
+) -> None:
+    """Persist one finished epoch: tensors first, then history, then the state that names them."""
+    weights = {f"model.{k}": v for k, v in model.state_dict().items()}
+    old = {state.state_file, state.best_file}
+    state.state_file = f"state-{state.epoch:04d}.safetensors"
+    save_tensors(run_dir / state.state_file, {**weights, **optimizer_tensors(optimizer)})
+    if improved:
+        state.best_file = f"best-{state.epoch:04d}.safetensors"
+        save_tensors(run_dir / state.best_file, model.state_dict())
+    state.scheduler = scheduler.state_dict()
+    state.optimizer_groups = optimizer.state_dict()["param_groups"]
+    write_history(run_dir, state.history)
+    atomic_write_json(run_dir / STATE_NAME, asdict(state))
+    for name in old - {state.state_file, state.best_file, ""}:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def load_epoch_tensors(run_dir: Path, state: RunState) -> dict[str, torch.Tensor]:
+    return load_tensors(run_dir / state.state_file)
+
+
+def load_best_weights(run_dir: Path, state: RunState) -> dict[str, torch.Tensor]:
+    return load_tensors(run_dir / state.best_file)
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_bytes(run_dir / HISTORY_NAME, buffer.getvalue().encode())
+
+
+def remove_stale_files(run_dir: Path, state: RunState | None) -> None:
+    """Delete tensors and temporary files that no committed state names (left by a kill)."""
+    keep = {state.state_file, state.best_file} if state else set()
+    for path in [*run_dir.glob("state-*.safetensors"), *run_dir.glob("best-*.safetensors")]:
+        if path.name not in keep:
+            path.unlink()
+    for path in run_dir.glob(".*.tmp"):
+        path.unlink()

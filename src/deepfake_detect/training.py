@@ -1,0 +1,525 @@
+"""Two-phase training: the head on a frozen backbone (from cached features), then fine-tuning.
+
+Every epoch's randomness (shuffling, dropout, augmentation) is derived from (seed, epoch), and the
+state after each epoch is committed to the run folder, so a killed run resumed with `resume=True`
+ends, on the CPU, with the same weights and history as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from deepfake_detect.checkpoint import (
+    ModelConfig,
+    atomic_write_json,
+    load_tensors,
+    save_model,
+    save_tensors,
+)
+from deepfake_detect.datasets import (
+    ImageRecord,
+    index_dataset,
+    make_split,
+    read_split_csv,
+    sample_balanced,
+    select,
+    write_split_csv,
+)
+from deepfake_detect.errors import DataError
+from deepfake_detect.images import load_image
+from deepfake_detect.metrics import choose_threshold, compute_metrics
+from deepfake_detect.models import DetectorNet, build_model, default_preprocessing
+from deepfake_detect.plots import plot_training_curves
+from deepfake_detect.run_state import (
+    STATE_NAME,
+    RunState,
+    load_best_weights,
+    load_epoch_tensors,
+    read_state,
+    remove_stale_files,
+    restore_optimizer,
+    save_epoch,
+    write_history,
+)
+from deepfake_detect.transforms import (
+    AUGMENTATIONS,
+    EvalTransform,
+    build_train_transform,
+    sample_rng,
+)
+
+log = logging.getLogger("deepfake_detect")
+SPLIT_NAME = "split.csv"
+CACHE_NAME = "feature-cache.safetensors"
+CURVES_NAME = "curves.png"
+SELECT_BY = ("loss", "auc")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainOptions:
+    """Everything `train` needs; checked on creation so bad options fail before any work."""
+
+    data: list[Path]
+    output: Path
+    backbone: str = "legacy_xception"
+    head: str = "paper"
+    pretrained: bool = True
+    pretrained_file: Path | None = None
+    image_size: int | None = None
+    train_size: int | None = None
+    augment: str = "paper"
+    frozen_epochs: int = 5
+    finetune_epochs: int = 5
+    batch_size: int = 32
+    lr: float = 1e-3
+    finetune_lr: float = 1e-4
+    weight_decay: float = 1e-2
+    patience: int = 3
+    select_by: str = "loss"
+    seed: int = 0
+    device: str = "auto"
+    feature_cache: bool = True
+    cache_copies: int = 0
+    workers: int = 0
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.2
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.data = [Path(d) for d in self.data]
+        self.output = Path(self.output)
+        checks = [
+            (bool(self.data), "give at least one --data folder"),
+            (self.augment in AUGMENTATIONS, f"--augment must be one of {', '.join(AUGMENTATIONS)}"),
+            (self.select_by in SELECT_BY, f"--select-by must be one of {', '.join(SELECT_BY)}"),
+            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
+            (self.frozen_epochs >= 0 and self.finetune_epochs >= 0, "epochs must be >= 0"),
+            (self.frozen_epochs + self.finetune_epochs > 0, "train for at least one epoch"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.lr > 0 and self.finetune_lr > 0, "learning rates must be positive"),
+            (self.weight_decay >= 0, "--weight-decay must be >= 0"),
+            (self.patience >= 1, "--patience must be at least 1"),
+            (self.cache_copies >= 0, "--cache-copies must be >= 0"),
+            (self.workers >= 0, "--workers must be >= 0"),
+            (self.image_size is None or self.image_size >= 32, "--image-size must be >= 32"),
+            (self.train_size is None or self.train_size >= 2, "--train-size must be at least 2"),
+            (not (self.pretrained_file and not self.pretrained), "--pretrained-file and "
+             "--no-pretrained contradict each other"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["data"] = [str(d) for d in self.data]
+        data["output"] = str(self.output)
+        data["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
+        return data
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    config: ModelConfig
+    history: list[dict[str, Any]]
+
+
+class ImageDataset(Dataset):
+    """Decoded, transformed images with labels; randomness from (seed, epoch, index)."""
+
+    def __init__(self, records: Sequence[ImageRecord], transform, seed: int = 0) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, float]:
+        record = self.records[index]
+        rng = sample_rng(self.seed, self.epoch, index)
+        array = self.transform(load_image(record.path), rng)
+        return torch.from_numpy(array), float(record.label)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Seed torch (dropout) for this epoch and return the shuffling generator."""
+    torch.manual_seed(seed * 100_003 + epoch)
+    return torch.Generator().manual_seed(seed * 100_019 + epoch)
+
+
+def make_loader(dataset, batch_size, workers=0, generator=None) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=generator is not None,
+        generator=generator,
+        num_workers=workers,
+    )
+
+
+def autocast(device: torch.device):
+    """bf16 mixed precision on a GPU; plain float32 on the CPU, where it would be slower."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    return tqdm(
+        total=total, desc=desc, unit="img", unit_scale=True, leave=False, disable=not enabled
+    )
+
+
+def train_epoch(module, loader, optimizer, device, desc="train", progress=True) -> dict[str, float]:
+    """One pass over the loader; returns mean loss, accuracy at 0.5 and throughput."""
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    with progress_bar(len(loader.dataset), desc, progress) as bar:
+        for x, y in loader:
+            x, y = to_device(x, device), y.to(device, dtype=torch.float32)
+            with autocast(device):
+                logits = module(x).reshape(-1).float()
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            (loss / len(y)).backward()
+            optimizer.step()
+            total_loss += loss.item()
+            correct += ((logits >= 0) == (y >= 0.5)).sum().item()
+            seen += len(y)
+            bar.update(len(y))
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+    seconds = time.perf_counter() - start
+    return {
+        "train_loss": total_loss / seen,
+        "train_accuracy": correct / seen,
+        "seconds": seconds,
+        "images_per_second": seen / max(seconds, 1e-9),
+    }
+
+
+@torch.no_grad()
+def predict_logits(module, loader, device, desc="predict", progress=True):
+    """Logits and labels for every item of the loader, in order."""
+    module.eval()
+    logits, labels = [], []
+    with progress_bar(len(loader.dataset), desc, progress) as bar:
+        for x, y in loader:
+            with autocast(device):
+                logits.append(module(to_device(x, device)).reshape(-1).float().cpu())
+            labels.append(y.float())
+            bar.update(len(y))
+    return torch.cat(logits), torch.cat(labels)
+
+
+def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | None]:
+    from sklearn.metrics import roc_auc_score
+
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, labels).item()
+    accuracy = ((logits >= 0) == (labels >= 0.5)).float().mean().item()
+    two_classes = labels.min() != labels.max()
+    auc = float(roc_auc_score(labels.numpy(), logits.numpy())) if two_classes else None
+    return {"val_loss": loss, "val_accuracy": accuracy, "val_auc": auc}
+
+
+def prepare_records(options: TrainOptions, run_dir: Path) -> dict[str, list[ImageRecord]]:
+    """Index the data, reuse or make (and record) the split, sample the training set."""
+    split_file = run_dir / SPLIT_NAME
+    if split_file.exists():
+        records = read_split_csv(split_file)
+    else:
+        records = index_dataset(options.data)
+        if any(r.split is None for r in records):
+            records = make_split(
+                records,
+                valid_fraction=options.valid_fraction,
+                test_fraction=options.test_fraction,
+                seed=options.seed,
+            )
+            write_split_csv(records, split_file)
+    train, valid = select(records, "train"), select(records, "valid")
+    for name, part in (("train", train), ("valid", valid)):
+        if {r.label for r in part} != {0, 1}:
+            raise DataError(f"the {name} split needs both real and fake images")
+    if options.train_size is not None:
+        train = sample_balanced(train, options.train_size, seed=options.seed)
+    return {"train": train, "valid": valid}
+
+
+def check_images(records: Sequence[ImageRecord], progress: bool) -> None:
+    """Decode every image once up front, so a bad file stops the run before hours of work."""
+    failures = []
+    for record in tqdm(records, desc="checking images", unit="img", disable=not progress):
+        try:
+            load_image(record.path)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported together below
+            failures.append(str(exc))
+    if failures:
+        raise DataError(
+            f"{len(failures)} of {len(records)} images cannot be read, first: {failures[0]}"
+        )
+
+
+def model_config(options: TrainOptions) -> ModelConfig:
+    pre = default_preprocessing(options.backbone)
+    if options.image_size is not None:
+        pre["image_size"] = options.image_size
+    return ModelConfig(
+        backbone=options.backbone,
+        head=options.head,
+        name=options.output.resolve().name,
+        version=time.strftime("%Y.%m.%d", time.gmtime()),
+        training=options.to_json(),
+        **pre,
+    )
+
+
+class Trainer:
+    """Runs the two phases over a run folder; one instance per `train` call."""
+
+    def __init__(self, options: TrainOptions) -> None:
+        self.options = options
+        self.run_dir = options.output
+        self.device = resolve_device(options.device)
+        self.state = self._open_run()
+        self.records = prepare_records(options, self.run_dir)
+        check_images([*self.records["train"], *self.records["valid"]], options.progress)
+        self.config = model_config(options)
+        self.model = self._build_model()
+        self.eval_transform = EvalTransform(self.config)
+
+    def _open_run(self) -> RunState:
+        run_dir, options = self.run_dir, self.options
+        state = read_state(run_dir)
+        if options.resume and state is None:
+            raise DataError(f"{run_dir}: nothing to resume (no state.json)")
+        if not options.resume and run_dir.exists() and any(run_dir.iterdir()):
+            raise DataError(f"{run_dir}: folder is not empty; pass --resume or choose another")
+        if state is not None and state.done:
+            raise DataError(f"{run_dir}: this run already finished")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_files(run_dir, state)
+        return state or RunState()
+
+    def _build_model(self) -> DetectorNet:
+        o = self.options
+        fresh = self.state.epoch == 0
+        torch.manual_seed(o.seed)  # the head's initial weights
+        model = build_model(
+            o.backbone,
+            o.head,
+            pretrained=o.pretrained and fresh,
+            pretrained_file=o.pretrained_file if fresh else None,
+        )
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        return model.to(self.device)
+
+    def run(self) -> TrainResult:
+        o = self.options
+        self._run_phase("frozen", o.frozen_epochs, o.lr)
+        if o.finetune_epochs:
+            self._run_phase("finetune", o.finetune_epochs, o.finetune_lr)
+        return self._finish()
+
+    # -- phases -------------------------------------------------------------------------------
+
+    def _run_phase(self, phase: str, epochs: int, lr: float) -> None:
+        state = self.state
+        if epochs == 0 or (phase == "frozen" and state.phase == "finetune"):
+            return
+        if state.phase != phase:  # entering fine-tuning: start from the best frozen-phase weights
+            if state.best_file:
+                self.model.load_state_dict(load_best_weights(self.run_dir, state))
+            state.phase, state.phase_epoch, state.bad_epochs = phase, 0, 0
+        module, params = self._trainable(phase)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.options.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        if state.phase_epoch > 0:
+            self._restore(optimizer, scheduler)
+        data = self._phase_data(phase)
+        while state.phase_epoch < epochs and state.bad_epochs < self.options.patience:
+            self._one_epoch(phase, epochs, module, optimizer, scheduler, data)
+        if state.bad_epochs >= self.options.patience:
+            log.info("%s: stopped early after %d epochs", phase, state.phase_epoch)
+
+    def _trainable(self, phase: str) -> tuple[nn.Module, list[nn.Parameter]]:
+        frozen = phase == "frozen"
+        for p in self.model.backbone.parameters():
+            p.requires_grad_(not frozen)
+        if frozen and self.options.feature_cache:
+            return self.model.head, list(self.model.head.parameters())
+        return self.model, [p for p in self.model.parameters() if p.requires_grad]
+
+    def _restore(self, optimizer, scheduler) -> None:
+        tensors = load_epoch_tensors(self.run_dir, self.state)
+        weights = {
+            k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")
+        }
+        self.model.load_state_dict(weights)
+        restore_optimizer(optimizer, self.state.optimizer_groups, tensors)
+        scheduler.load_state_dict(self.state.scheduler)
+
+    def _phase_data(self, phase: str) -> dict[str, Any]:
+        o = self.options
+        if phase == "frozen" and o.feature_cache:
+            train, valid = self._cached_features()
+            return {"train": train, "valid": valid, "batch_size": max(o.batch_size, 64)}
+        transform = build_train_transform(self.config, o.augment)
+        return {
+            "train": ImageDataset(self.records["train"], transform, seed=o.seed),
+            "valid": ImageDataset(self.records["valid"], self.eval_transform, seed=o.seed),
+            "batch_size": o.batch_size,
+        }
+
+    def _one_epoch(self, phase, epochs, module, optimizer, scheduler, data) -> None:
+        state, o = self.state, self.options
+        epoch = state.epoch + 1
+        generator = seed_epoch(o.seed, epoch)
+        if isinstance(data["train"], ImageDataset):
+            data["train"].epoch = epoch
+        workers = o.workers if isinstance(data["train"], ImageDataset) else 0
+        train_loader = make_loader(data["train"], data["batch_size"], workers, generator)
+        valid_loader = make_loader(data["valid"], data["batch_size"], workers)
+        self._set_mode(phase, module)
+        lr = optimizer.param_groups[0]["lr"]
+        desc = f"{phase} {state.phase_epoch + 1}/{epochs}"
+        row = train_epoch(module, train_loader, optimizer, self.device, desc, o.progress)
+        scheduler.step()
+        row |= validation_metrics(
+            *predict_logits(module, valid_loader, self.device, "valid", o.progress)
+        )
+        value = row["val_loss"] if o.select_by == "loss" else -(row["val_auc"] or 0.0)
+        improved = state.best_value is None or value < state.best_value
+        if improved:
+            state.best_value, state.best_epoch = value, epoch
+        state.bad_epochs = 0 if improved else state.bad_epochs + 1
+        state.epoch, state.phase_epoch = epoch, state.phase_epoch + 1
+        timing = {k: row.pop(k) for k in ("seconds", "images_per_second")}
+        state.history.append(
+            {"epoch": epoch, "phase": phase, "phase_epoch": state.phase_epoch, "lr": lr, **row}
+        )
+        save_epoch(self.run_dir, state, self.model, optimizer, scheduler, improved)
+        log.info(format_epoch(state.history[-1] | timing, best=improved))
+
+    def _set_mode(self, phase: str, module: nn.Module) -> None:
+        module.train()
+        if phase == "frozen":  # frozen BatchNorm statistics, as in the cached features
+            self.model.backbone.eval()
+
+    # -- feature cache --------------------------------------------------------------------------
+
+    def _cached_features(self) -> tuple[TensorDataset, TensorDataset]:
+        """Pooled backbone features of the training and validation images, computed once."""
+        path = self.run_dir / CACHE_NAME
+        if path.exists():
+            t = load_tensors(path)
+        else:
+            start = time.perf_counter()
+            t = self._extract_cache()
+            save_tensors(path, t)
+            log.info("feature cache built in %.1f s", time.perf_counter() - start)
+        return (
+            TensorDataset(t["train_features"], t["train_labels"]),
+            TensorDataset(t["valid_features"], t["valid_labels"]),
+        )
+
+    def _extract_cache(self) -> dict[str, torch.Tensor]:
+        o = self.options
+        passes = [("train", self.eval_transform, 0)] if o.cache_copies == 0 else [
+            ("train", build_train_transform(self.config, o.augment), 1_000_000 + copy)
+            for copy in range(o.cache_copies)
+        ]  # fmt: skip
+        passes.append(("valid", self.eval_transform, 0))
+        out: dict[str, list[torch.Tensor]] = {}
+        self.model.backbone.eval()
+        for split, transform, epoch in passes:
+            dataset = ImageDataset(self.records[split], transform, seed=o.seed)
+            dataset.epoch = epoch
+            loader = make_loader(dataset, o.batch_size, o.workers)
+            feats, labels = predict_logits(
+                self.model.backbone, loader, self.device, f"features {split}", o.progress
+            )
+            out.setdefault(f"{split}_features", []).append(feats.reshape(len(dataset), -1))
+            out.setdefault(f"{split}_labels", []).append(labels)
+        return {k: torch.cat(v) for k, v in out.items()}
+
+    # -- end of the run -----------------------------------------------------------------------
+
+    def _finish(self) -> TrainResult:
+        """Best weights, a validation-chosen threshold, config.json, curves; then tidy up."""
+        o, state = self.options, self.state
+        self.model.load_state_dict(load_best_weights(self.run_dir, state))
+        valid = ImageDataset(self.records["valid"], self.eval_transform)
+        logits, labels = predict_logits(
+            self.model,
+            make_loader(valid, o.batch_size, o.workers),
+            self.device,
+            "valid",
+            o.progress,
+        )
+        scores = torch.sigmoid(logits / self.config.temperature).numpy()
+        labels_np = labels.numpy().astype(int)
+        self.config.threshold = choose_threshold(labels_np, scores)
+        self.config.metrics = compute_metrics(
+            labels_np, scores, self.config.threshold, n_bootstrap=200
+        )
+        self.config.metrics["best_epoch"] = state.best_epoch
+        self.config.metrics["selected_by"] = f"validation {o.select_by}"
+        cpu_state = {k: v.cpu() for k, v in self.model.state_dict().items()}
+        save_model(self.run_dir, cpu_state, self.config)
+        write_history(self.run_dir, state.history)
+        plot_training_curves(state.history, self.run_dir / CURVES_NAME)
+        self._tidy()
+        return TrainResult(self.run_dir, self.config, state.history)
+
+    def _tidy(self) -> None:
+        state = self.state
+        state.done = True
+        for name in (state.state_file, state.best_file, CACHE_NAME):
+            (self.run_dir / name).unlink(missing_ok=True)
+        state.state_file = state.best_file = ""
+        atomic_write_json(self.run_dir / STATE_NAME, asdict(state))
+
+
+def format_epoch(row: dict[str, Any], best: bool) -> str:
+    auc = "n/a" if row["val_auc"] is None else f"{row['val_auc']:.4f}"
+    return (
+        f"epoch {row['epoch']} ({row['phase']} {row['phase_epoch']}): "
+        f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+        f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} auc {auc} | "
+        f"train {row['seconds']:.1f} s, {row['images_per_second']:.0f} img/s"
+        f"{' *best' if best else ''}"
+    )
+
+
+def train(options: TrainOptions) -> TrainResult:
+    """Train a detector as the options say and write it, with its history, to options.output."""
+    return Trainer(options).run()

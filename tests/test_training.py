@@ -1,0 +1,217 @@
+"""A whole tiny run on the CPU: train both phases, kill and resume, evaluate, predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deepfake_detect.checkpoint import read_config
+from deepfake_detect.datasets import read_split_csv
+from deepfake_detect.errors import DataError, ModelError
+from deepfake_detect.evaluation import evaluate, evaluation_records
+from deepfake_detect.inference import load_detector
+from deepfake_detect.models import build_model
+from deepfake_detect.training import TrainOptions, train
+
+TINY = dict(
+    backbone="test_efficientnet",
+    pretrained=False,
+    image_size=32,
+    frozen_epochs=3,
+    finetune_epochs=4,
+    batch_size=16,
+    lr=3e-3,
+    finetune_lr=1e-3,
+    patience=10,
+    workers=0,
+    progress=False,
+)
+
+
+def tiny_options(data: Path, output: Path, **changes) -> TrainOptions:
+    return TrainOptions(data=[data], output=output, **{**TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained_run(multi_source_data, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_options(multi_source_data, run_dir))
+    return run_dir
+
+
+def test_run_folder_holds_every_artefact(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    expected = {"model.safetensors", "config.json", "history.csv", "split.csv", "curves.png"}
+    assert expected <= names
+    assert not [n for n in names if n.startswith(("state-", "best-", "feature-cache", "."))]
+    config = json.loads((trained_run / "config.json").read_text())
+    for key in ("format_version", "name", "version", "backbone", "head", "image_size", "mean",
+                "std", "interpolation", "threshold", "temperature", "class_names",
+                "weights_sha256", "training", "package_version", "metrics"):  # fmt: skip
+        assert key in config
+    assert config["temperature"] == 1.0 and config["class_names"] == ["real", "fake"]
+
+
+def test_tiny_run_learns_the_planted_signal(trained_run):
+    config = read_config(trained_run)
+    assert config.metrics["accuracy"] >= 0.9
+    assert config.metrics["roc_auc"] >= 0.95
+    with open(trained_run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["phase"] for r in rows] == ["frozen"] * 3 + ["finetune"] * 4
+    assert list(rows[0]) == ["epoch", "phase", "phase_epoch", "lr", "train_loss",
+                             "train_accuracy", "val_loss", "val_accuracy", "val_auc"]  # fmt: skip
+
+
+def test_split_is_recorded_and_groups_stay_together(trained_run):
+    records = read_split_csv(trained_run / "split.csv")
+    assert {r.split for r in records} == {"train", "valid", "test"}
+    assert {r.source for r in records} == {"alpha", "beta"}
+    splits_by_group: dict[str, set] = {}
+    for r in records:
+        splits_by_group.setdefault(r.group, set()).add(r.split)
+    assert all(len(s) == 1 for s in splits_by_group.values())
+
+
+def test_frozen_phase_leaves_the_backbone_unchanged(multi_source_data, tmp_path):
+    run_dir = tmp_path / "frozen"
+    train(tiny_options(multi_source_data, run_dir, finetune_epochs=0))
+    torch.manual_seed(0)
+    initial = build_model("test_efficientnet").backbone.state_dict()
+    trained = load_file(run_dir / "model.safetensors")
+    for key, value in initial.items():
+        assert torch.equal(trained[f"backbone.{key}"], value), key
+
+
+def test_killed_run_resumes_to_the_identical_result(multi_source_data, tmp_path):
+    options = dict(image_size=64, frozen_epochs=2, finetune_epochs=3, augment="paper")
+    reference = tmp_path / "reference"
+    train(tiny_options(multi_source_data, reference, **options))
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "deepfake_detect.cli", "train",
+               "--data", str(multi_source_data), "--output", str(killed),
+               "--backbone", "test_efficientnet", "--no-pretrained", "--image-size", "64",
+               "--frozen-epochs", "2", "--finetune-epochs", "3", "--batch-size", "16",
+               "--lr", "3e-3", "--finetune-lr", "1e-3", "--patience", "10", "--workers", "0"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_epoch(killed / "state.json", epoch=3, process=process)
+    process.send_signal(signal.SIGKILL)  # now inside fine-tuning epoch 2 (epoch 4 of 5)
+    process.wait()
+    state = json.loads((killed / "state.json").read_text())
+    assert 3 <= state["epoch"] < 5 and not state["done"]
+    assert not (killed / "model.safetensors").exists()
+
+    resume = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resume.returncode == 0, resume.stderr
+    assert (killed / "history.csv").read_text() == (reference / "history.csv").read_text()
+    ours, theirs = load_file(killed / "model.safetensors"), load_file(reference / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def wait_for_epoch(state_file: Path, epoch: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode()
+        try:
+            if json.loads(state_file.read_text())["epoch"] >= epoch:
+                return
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.005)
+    raise AssertionError("training did not reach the epoch in time")
+
+
+def test_evaluate_writes_metrics_on_the_recorded_test_split(trained_run, multi_source_data, tmp_path):
+    detector = load_detector(trained_run, device="cpu")
+    records = evaluation_records([multi_source_data], "test", detector.model_dir)
+    recorded = {r.path for r in read_split_csv(trained_run / "split.csv") if r.split == "test"}
+    assert {r.path for r in records} == recorded
+    metrics = evaluate(detector, records, tmp_path / "eval")
+    assert metrics["n_images"] == len(records)
+    assert metrics["accuracy"] >= 0.85
+    assert metrics["weights_sha256"] == detector.config.weights_sha256
+    for name in ("metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png"):
+        assert (tmp_path / "eval" / name).stat().st_size > 0
+
+
+def test_predict_scores_images_and_reports_bad_ones(trained_run, multi_source_data, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    detector = load_detector(trained_run, device="cpu")
+    images = sorted((multi_source_data / "alpha" / "fake").iterdir())[:5]
+    predictions = detector.score([*images, bad], batch_size=2)
+    assert [p.path for p in predictions] == [str(p) for p in [*images, bad]]
+    assert all(0.0 <= p.score <= 1.0 and p.label in ("real", "fake") for p in predictions[:-1])
+    assert predictions[-1].score is None and "unsupported" in predictions[-1].error
+
+
+def test_loader_rejects_changed_weights_and_unknown_format(trained_run, tmp_path):
+    copy = tmp_path / "model"
+    copy.mkdir()
+    config = json.loads((trained_run / "config.json").read_text())
+    (copy / "model.safetensors").write_bytes((trained_run / "model.safetensors").read_bytes())
+    (copy / "config.json").write_text(json.dumps({**config, "weights_sha256": "0" * 64}))
+    with pytest.raises(ModelError, match="sha256"):
+        load_detector(copy)
+    (copy / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    with pytest.raises(ModelError, match="format version 99"):
+        load_detector(copy)
+
+
+def test_train_refuses_a_used_folder_and_a_missing_resume(multi_source_data, trained_run, tmp_path):
+    with pytest.raises(DataError, match="not empty"):
+        train(tiny_options(multi_source_data, trained_run))
+    with pytest.raises(DataError, match="already finished"):
+        train(tiny_options(multi_source_data, trained_run, resume=True))
+    with pytest.raises(DataError, match="nothing to resume"):
+        train(tiny_options(multi_source_data, tmp_path / "new", resume=True))
+
+
+def test_train_stops_on_an_unreadable_image(tmp_path):
+    from conftest import write_class_folders
+
+    data = write_class_folders(tmp_path / "data", 10, seed=3)
+    (data / "fake" / "fake003.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(DataError, match="1 of .* images cannot be read"):
+        train(tiny_options(data, tmp_path / "run", valid_fraction=0.3, test_fraction=0.2))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"augment": "heavy"}, "--augment"),
+        ({"select_by": "f1"}, "--select-by"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"frozen_epochs": 0, "finetune_epochs": 0}, "at least one epoch"),
+        ({"device": "tpu"}, "--device"),
+    ],
+)
+def test_bad_training_options_fail_before_any_work(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_options(tmp_path, tmp_path / "run", **changes)
+
+
+def test_paper_head_has_the_papers_layers():
+    model = build_model("test_efficientnet", "paper")
+    layers = [(type(m).__name__, getattr(m, "in_features", None), getattr(m, "out_features", None))
+              for m in model.head]  # fmt: skip
+    features = model.backbone.num_features
+    assert layers == [
+        ("Linear", features, 512), ("ReLU", None, None), ("Dropout", None, None),
+        ("Linear", 512, 128), ("ReLU", None, None), ("Dropout", None, None),
+        ("Linear", 128, 64), ("ReLU", None, None), ("Linear", 64, 1),
+    ]  # fmt: skip
+    assert [m.p for m in model.head if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2,)
+
