@@ -14,7 +14,8 @@ IMAGE_SIZE = 32
 def synthetic_image(rng: np.random.Generator, fake: bool, size: int = IMAGE_SIZE) -> Image.Image:
     """Smooth random colours; fakes carry a red cast and a stripe pattern a model can learn."""
     coarse = rng.uniform(40, 200, size=(4, 4, 3)).astype(np.uint8)
-    base = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BILINEAR), dtype=np.float32)
+    smooth = Image.fromarray(coarse).resize((size, size), Image.BILINEAR)
+    base = np.asarray(smooth, dtype=np.float32)
     base += rng.normal(0, 6, size=base.shape)
     if fake:
         base[..., 0] += 45

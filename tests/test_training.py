@@ -102,7 +102,8 @@ def test_killed_run_resumes_to_the_identical_result(multi_source_data, tmp_path)
                "--data", str(multi_source_data), "--output", str(killed),
                "--backbone", "test_efficientnet", "--no-pretrained", "--image-size", "64",
                "--frozen-epochs", "2", "--finetune-epochs", "3", "--batch-size", "16",
-               "--lr", "3e-3", "--finetune-lr", "1e-3", "--patience", "10", "--workers", "0"]  # fmt: skip
+               "--lr", "3e-3", "--finetune-lr", "1e-3", "--patience", "10",
+               "--workers", "0"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for_epoch(killed / "state.json", epoch=3, process=process)
     process.send_signal(signal.SIGKILL)  # now inside fine-tuning epoch 2 (epoch 4 of 5)
@@ -114,7 +115,8 @@ def test_killed_run_resumes_to_the_identical_result(multi_source_data, tmp_path)
     resume = subprocess.run([*command, "--resume"], capture_output=True, text=True)
     assert resume.returncode == 0, resume.stderr
     assert (killed / "history.csv").read_text() == (reference / "history.csv").read_text()
-    ours, theirs = load_file(killed / "model.safetensors"), load_file(reference / "model.safetensors")
+    ours = load_file(killed / "model.safetensors")
+    theirs = load_file(reference / "model.safetensors")
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
@@ -132,7 +134,7 @@ def wait_for_epoch(state_file: Path, epoch: int, process: subprocess.Popen) -> N
     raise AssertionError("training did not reach the epoch in time")
 
 
-def test_evaluate_writes_metrics_on_the_recorded_test_split(trained_run, multi_source_data, tmp_path):
+def test_evaluate_uses_the_recorded_test_split(trained_run, multi_source_data, tmp_path):
     detector = load_detector(trained_run, device="cpu")
     records = evaluation_records([multi_source_data], "test", detector.model_dir)
     recorded = {r.path for r in read_split_csv(trained_run / "split.csv") if r.split == "test"}
@@ -214,4 +216,3 @@ def test_paper_head_has_the_papers_layers():
     ]  # fmt: skip
     assert [m.p for m in model.head if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2,)
-

@@ -81,6 +81,14 @@ def train(
         int | None, typer.Option(help="Sample N balanced training images.")
     ] = None,
     augment: Annotated[str, typer.Option(help="paper (rotate 10°, shift 10%) or none.")] = "paper",
+    reencode: Annotated[
+        str | None,
+        typer.Option(help="Re-encode every training image, e.g. jpeg:60-95 (removes format cues)."),
+    ] = None,
+    resize_jitter: Annotated[
+        str | None, typer.Option(help="Shrink training images by a random factor, e.g. 0.7-1.0.")
+    ] = None,
+    audit: Annotated[bool, typer.Option(help="Audit the dataset for shortcuts first.")] = True,
     frozen_epochs: Annotated[int, typer.Option(help="Epochs training the head only.")] = 5,
     finetune_epochs: Annotated[int, typer.Option(help="Epochs fine-tuning the backbone.")] = 5,
     batch_size: Annotated[int, typer.Option()] = 32,
@@ -109,7 +117,8 @@ def train(
     options = TrainOptions(
         data=data, output=output, backbone=backbone, head=head, pretrained=pretrained,
         pretrained_file=pretrained_file, image_size=image_size, train_size=train_size,
-        augment=augment, frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs,
+        augment=augment, reencode=reencode, resize_jitter=resize_jitter, audit=audit,
+        frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs,
         batch_size=batch_size, lr=lr, finetune_lr=finetune_lr, weight_decay=weight_decay,
         patience=patience, select_by=select_by, seed=seed, device=device,
         feature_cache=feature_cache, cache_copies=cache_copies, workers=workers, resume=resume,
@@ -220,7 +229,7 @@ def _fmt(value: float | None) -> str:
 def main() -> None:
     """Entry point: one-line errors for the user's mistakes, tracebacks only when debugging."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns typer.Exit's code instead of raising it
     except (DetectorError, ValueError, FileNotFoundError) as exc:
         if os.environ.get("DEEPFAKE_DETECT_DEBUG"):
             raise
@@ -229,8 +238,6 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except Exception as exc:  # click's usage errors
         import click
 
@@ -238,6 +245,8 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

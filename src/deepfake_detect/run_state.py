@@ -40,7 +40,8 @@ class RunState:
     epoch: int = 0  # epochs completed, both phases together
     phase: str = "frozen"
     phase_epoch: int = 0  # epochs completed in the current phase
-    bad_epochs: int = 0  # epochs without improvement in this phase (early stopping)
+    bad_epochs: int = 0  # epochs without improvement on this phase's best (early stopping)
+    phase_best: float | None = None
     best_value: float | None = None
     best_epoch: int = 0
     best_file: str = ""
@@ -48,6 +49,7 @@ class RunState:
     scheduler: dict[str, Any] = field(default_factory=dict)
     optimizer_groups: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)  # seconds per epoch and cache
     done: bool = False
 
 

@@ -54,7 +54,10 @@ from deepfake_detect.run_state import (
 from deepfake_detect.transforms import (
     AUGMENTATIONS,
     EvalTransform,
+    RandomJPEG,
+    TrainTransform,
     build_train_transform,
+    reencode_steps,
     sample_rng,
 )
 
@@ -79,6 +82,9 @@ class TrainOptions:
     image_size: int | None = None
     train_size: int | None = None
     augment: str = "paper"
+    reencode: str | None = None
+    resize_jitter: str | None = None
+    audit: bool = True
     frozen_epochs: int = 5
     finetune_epochs: int = 5
     batch_size: int = 32
@@ -121,6 +127,7 @@ class TrainOptions:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        reencode_steps(self.reencode, self.resize_jitter)  # raises on a malformed spec
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -249,28 +256,30 @@ def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     return {"val_loss": loss, "val_accuracy": accuracy, "val_auc": auc}
 
 
-def prepare_records(options: TrainOptions, run_dir: Path) -> dict[str, list[ImageRecord]]:
-    """Index the data, reuse or make (and record) the split, sample the training set."""
-    split_file = run_dir / SPLIT_NAME
+def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[ImageRecord]]:
+    """Index the data, reuse or make the split, sample the training set.
+
+    A split made here is returned under "made" for the caller to record in split.csv.
+    """
+    made = None
     if split_file.exists():
         records = read_split_csv(split_file)
     else:
         records = index_dataset(options.data)
         if any(r.split is None for r in records):
-            records = make_split(
+            records = made = make_split(
                 records,
                 valid_fraction=options.valid_fraction,
                 test_fraction=options.test_fraction,
                 seed=options.seed,
             )
-            write_split_csv(records, split_file)
     train, valid = select(records, "train"), select(records, "valid")
     for name, part in (("train", train), ("valid", valid)):
         if {r.label for r in part} != {0, 1}:
             raise DataError(f"the {name} split needs both real and fake images")
     if options.train_size is not None:
         train = sample_balanced(train, options.train_size, seed=options.seed)
-    return {"train": train, "valid": valid}
+    return {"train": train, "valid": valid, "made": made}
 
 
 def check_images(records: Sequence[ImageRecord], progress: bool) -> None:
@@ -309,23 +318,35 @@ class Trainer:
         self.run_dir = options.output
         self.device = resolve_device(options.device)
         self.state = self._open_run()
-        self.records = prepare_records(options, self.run_dir)
+        # Everything that can fail on bad input runs before the run folder is created.
+        self.records = prepare_records(options, self.run_dir / SPLIT_NAME)
         check_images([*self.records["train"], *self.records["valid"]], options.progress)
         self.config = model_config(options)
         self.model = self._build_model()
-        self.eval_transform = EvalTransform(self.config)
+        self.source_steps = reencode_steps(options.reencode, options.resize_jitter)
+        self.valid_transform = self._valid_transform()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.records["made"] is not None:
+            write_split_csv(self.records["made"], self.run_dir / SPLIT_NAME)
+
+    def _valid_transform(self):
+        """Validation images are re-encoded like the training images (at a fixed quality per
+        image), so that neither the best epoch nor the threshold is chosen by file format."""
+        jpeg = tuple(s for s in self.source_steps if isinstance(s, RandomJPEG))
+        return TrainTransform(self.config, (), jpeg) if jpeg else EvalTransform(self.config)
 
     def _open_run(self) -> RunState:
         run_dir, options = self.run_dir, self.options
         state = read_state(run_dir)
-        if options.resume and state is None:
-            raise DataError(f"{run_dir}: nothing to resume (no state.json)")
-        if not options.resume and run_dir.exists() and any(run_dir.iterdir()):
+        used = run_dir.is_dir() and any(run_dir.iterdir())
+        if options.resume and not used:
+            raise DataError(f"{run_dir}: nothing to resume (no run there)")
+        if not options.resume and (used or run_dir.is_file()):
             raise DataError(f"{run_dir}: folder is not empty; pass --resume or choose another")
         if state is not None and state.done:
             raise DataError(f"{run_dir}: this run already finished")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_files(run_dir, state)
+        if used:  # a run killed before its first epoch has no state yet and starts afresh
+            remove_stale_files(run_dir, state)
         return state or RunState()
 
     def _build_model(self) -> DetectorNet:
@@ -358,7 +379,7 @@ class Trainer:
         if state.phase != phase:  # entering fine-tuning: start from the best frozen-phase weights
             if state.best_file:
                 self.model.load_state_dict(load_best_weights(self.run_dir, state))
-            state.phase, state.phase_epoch, state.bad_epochs = phase, 0, 0
+            state.phase, state.phase_epoch, state.bad_epochs, state.phase_best = phase, 0, 0, None
         module, params = self._trainable(phase)
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.options.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -392,10 +413,10 @@ class Trainer:
         if phase == "frozen" and o.feature_cache:
             train, valid = self._cached_features()
             return {"train": train, "valid": valid, "batch_size": max(o.batch_size, 64)}
-        transform = build_train_transform(self.config, o.augment)
+        transform = build_train_transform(self.config, o.augment, self.source_steps)
         return {
             "train": ImageDataset(self.records["train"], transform, seed=o.seed),
-            "valid": ImageDataset(self.records["valid"], self.eval_transform, seed=o.seed),
+            "valid": ImageDataset(self.records["valid"], self.valid_transform, seed=o.seed),
             "batch_size": o.batch_size,
         }
 
@@ -420,9 +441,13 @@ class Trainer:
         improved = state.best_value is None or value < state.best_value
         if improved:
             state.best_value, state.best_epoch = value, epoch
-        state.bad_epochs = 0 if improved else state.bad_epochs + 1
+        if state.phase_best is None or value < state.phase_best:
+            state.phase_best, state.bad_epochs = value, 0
+        else:
+            state.bad_epochs += 1
         state.epoch, state.phase_epoch = epoch, state.phase_epoch + 1
         timing = {k: row.pop(k) for k in ("seconds", "images_per_second")}
+        state.timings.append({"epoch": epoch, "phase": phase, **timing})
         state.history.append(
             {"epoch": epoch, "phase": phase, "phase_epoch": state.phase_epoch, "lr": lr, **row}
         )
@@ -430,9 +455,15 @@ class Trainer:
         log.info(format_epoch(state.history[-1] | timing, best=improved))
 
     def _set_mode(self, phase: str, module: nn.Module) -> None:
+        """Dropout on; BatchNorm statistics stay frozen in both phases.
+
+        Fine-tuning with batch statistics of small CPU batches would shift every feature that the
+        head learnt in the frozen phase (Keras' transfer-learning guide gives the same advice).
+        """
         module.train()
-        if phase == "frozen":  # frozen BatchNorm statistics, as in the cached features
-            self.model.backbone.eval()
+        for layer in self.model.backbone.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()
 
     # -- feature cache --------------------------------------------------------------------------
 
@@ -445,7 +476,9 @@ class Trainer:
             start = time.perf_counter()
             t = self._extract_cache()
             save_tensors(path, t)
-            log.info("feature cache built in %.1f s", time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            self.state.timings.append({"epoch": 0, "phase": "feature-cache", "seconds": seconds})
+            log.info("feature cache built in %.1f s", seconds)
         return (
             TensorDataset(t["train_features"], t["train_labels"]),
             TensorDataset(t["valid_features"], t["valid_labels"]),
@@ -453,11 +486,12 @@ class Trainer:
 
     def _extract_cache(self) -> dict[str, torch.Tensor]:
         o = self.options
-        passes = [("train", self.eval_transform, 0)] if o.cache_copies == 0 else [
-            ("train", build_train_transform(self.config, o.augment), 1_000_000 + copy)
-            for copy in range(o.cache_copies)
+        plain = TrainTransform(self.config, (), self.source_steps)  # re-encoded, not augmented
+        augmented = build_train_transform(self.config, o.augment, self.source_steps)
+        passes = [("train", plain, 1_000_000)] if o.cache_copies == 0 else [
+            ("train", augmented, 1_000_000 + copy) for copy in range(o.cache_copies)
         ]  # fmt: skip
-        passes.append(("valid", self.eval_transform, 0))
+        passes.append(("valid", self.valid_transform, 0))
         out: dict[str, list[torch.Tensor]] = {}
         self.model.backbone.eval()
         for split, transform, epoch in passes:
@@ -477,7 +511,7 @@ class Trainer:
         """Best weights, a validation-chosen threshold, config.json, curves; then tidy up."""
         o, state = self.options, self.state
         self.model.load_state_dict(load_best_weights(self.run_dir, state))
-        valid = ImageDataset(self.records["valid"], self.eval_transform)
+        valid = ImageDataset(self.records["valid"], self.valid_transform, seed=o.seed)
         logits, labels = predict_logits(
             self.model,
             make_loader(valid, o.batch_size, o.workers),

@@ -8,6 +8,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,13 +44,45 @@ class RandomAffine:
 
 
 @dataclass(frozen=True)
+class RandomJPEG:
+    """Re-encode as JPEG at a random quality, so the file format carries no label."""
+
+    quality_min: int = 60
+    quality_max: int = 95
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        buffer = io.BytesIO()
+        quality = int(rng.integers(self.quality_min, self.quality_max + 1))
+        image.save(buffer, "JPEG", quality=quality)
+        buffer.seek(0)
+        return Image.open(buffer).convert("RGB")
+
+
+@dataclass(frozen=True)
+class RandomDownscale:
+    """Shrink by a random factor before re-encoding, so image size carries no label either."""
+
+    scale_min: float = 0.5
+    scale_max: float = 1.0
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        scale = rng.uniform(self.scale_min, self.scale_max)
+        size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
+        return image.resize(size, Image.BICUBIC)
+
+
+@dataclass(frozen=True)
 class TrainTransform:
-    """Resize to the model's input, apply the random image steps, then scale and normalise."""
+    """Source steps on the original image (re-encoding), resize to the model's input, then the
+    random augmentation steps, then scale to 0-1 and normalise."""
 
     config: ModelConfig
     steps: tuple[ImageStep, ...] = ()
+    source_steps: tuple[ImageStep, ...] = ()
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> np.ndarray:
+        for step in self.source_steps:
+            image = step(image, rng)
         image = resize_image(image, self.config.image_size, self.config.interpolation)
         for step in self.steps:
             image = step(image, rng)
@@ -75,8 +108,40 @@ def augmentation_steps(augment: str) -> tuple[ImageStep, ...]:
     raise ValueError(f"unknown augmentation {augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
 
 
-def build_train_transform(config: ModelConfig, augment: str = "paper") -> TrainTransform:
-    return TrainTransform(config, augmentation_steps(augment))
+def parse_range(text: str, kind: type, name: str) -> tuple:
+    low, _, high = text.partition("-")
+    try:
+        values = (kind(low), kind(high or low))
+    except ValueError:
+        raise ValueError(f"{name}: expected a range like 60-95, got {text!r}") from None
+    if values[0] > values[1]:
+        raise ValueError(f"{name}: the range {text!r} runs backwards")
+    return values
+
+
+def reencode_steps(reencode: str | None, resize_jitter: str | None = None) -> tuple[ImageStep, ...]:
+    """Parse --reencode (none, or jpeg:QMIN-QMAX) and --resize-jitter (SMIN-SMAX)."""
+    steps: list[ImageStep] = []
+    if resize_jitter:
+        low, high = parse_range(resize_jitter, float, "--resize-jitter")
+        if not 0.1 <= low <= high <= 1.0:
+            raise ValueError("--resize-jitter: scales must lie within [0.1, 1.0]")
+        steps.append(RandomDownscale(low, high))
+    if reencode and reencode != "none":
+        kind, _, qualities = reencode.partition(":")
+        if kind != "jpeg":
+            raise ValueError(f"--reencode: expected none or jpeg:QMIN-QMAX, got {reencode!r}")
+        low, high = parse_range(qualities or "60-95", int, "--reencode")
+        if not 1 <= low <= high <= 100:
+            raise ValueError("--reencode: JPEG qualities must lie within 1-100")
+        steps.append(RandomJPEG(low, high))
+    return tuple(steps)
+
+
+def build_train_transform(
+    config: ModelConfig, augment: str = "paper", source_steps: tuple[ImageStep, ...] = ()
+) -> TrainTransform:
+    return TrainTransform(config, augmentation_steps(augment), source_steps)
 
 
 def sample_rng(seed: int, epoch: int, index: int, extra: Sequence[int] = ()) -> np.random.Generator:

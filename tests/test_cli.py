@@ -1,0 +1,159 @@
+"""The command line, in process: Kaggle layout end to end, output files, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import synthetic_image
+
+from deepfake_detect.cli import main
+
+KAGGLE_HEADER = ",original_path,id,label,label_str,path"
+
+
+def run_cli(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["deepfake-detect", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def kaggle_root(tmp_path_factory) -> Path:
+    """The Kaggle 140k layout with CSVs whose numeric label is 1 for real, as in the original."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("kaggle")
+    images = root / "real_vs_fake" / "real-vs-fake"
+    rng = np.random.default_rng(5)
+    counts = {"train": 60, "valid": 20, "test": 20}
+    for split, n in counts.items():
+        rows = [KAGGLE_HEADER]
+        for i in range(n):
+            for name, label in (("real", 1), ("fake", 0)):
+                relative = f"{split}/{name}/{name}{i:03d}.jpg"
+                (images / split / name).mkdir(parents=True, exist_ok=True)
+                synthetic_image(rng, name == "fake").save(images / relative, "JPEG", quality=95)
+                rows.append(f"{len(rows) - 1},/kaggle/{relative},{i},{label},{name},{relative}")
+        (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def kaggle_run(kaggle_root, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("kaggle-run") / "run"
+    args = ["train", "--data", str(kaggle_root), "--output", str(run_dir),
+            "--backbone", "test_efficientnet", "--no-pretrained", "--image-size", "32",
+            "--frozen-epochs", "2", "--finetune-epochs", "6", "--batch-size", "16",
+            "--lr", "3e-3", "--finetune-lr", "1e-3", "--patience", "10", "--workers", "0",
+            "--train-size", "100"]  # fmt: skip
+    pytest.MonkeyPatch().setattr(sys, "argv", ["deepfake-detect", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code
+    return run_dir
+
+
+def test_kaggle_training_uses_its_splits_and_label_str(kaggle_run):
+    config = json.loads((kaggle_run / "config.json").read_text())
+    assert config["metrics"]["accuracy"] >= 0.9  # inverted labels would give about 0
+    assert config["metrics"]["n_images"] == 40  # the valid.csv images
+    assert not (kaggle_run / "split.csv").exists()  # the dataset's own split was used
+
+
+def test_evaluate_prints_a_table_and_writes_files(
+    kaggle_run, kaggle_root, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "eval"
+    code, stdout, _ = run_cli(
+        ["evaluate", "--model", str(kaggle_run), "--data", str(kaggle_root), "--output", str(out)],
+        capsys, monkeypatch,
+    )  # fmt: skip
+    assert code == 0
+    assert "accuracy" in stdout.lower()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == 40 and metrics["accuracy"] >= 0.9
+    for key in ("loss", "roc_auc", "average_precision", "eer", "tpr_at_1pct_fpr", "intervals",
+                "confusion_matrix", "per_class", "macro", "threshold", "model",
+                "model_version", "weights_sha256"):  # fmt: skip
+        assert key in metrics
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+def test_predict_writes_each_format(kaggle_run, kaggle_root, tmp_path, capsys, monkeypatch, suffix):
+    folder = kaggle_root / "real_vs_fake" / "real-vs-fake" / "test" / "fake"
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    out = tmp_path / f"predictions{suffix}"
+    code, _, err = run_cli(
+        ["predict", str(folder), str(bad), "--model", str(kaggle_run), "--output", str(out)],
+        capsys, monkeypatch,
+    )  # fmt: skip
+    assert code == 1  # one input failed
+    assert "21 images" in err and "1 failed" in err
+    if suffix == ".csv":
+        with open(out) as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == ["path", "score", "label", "error"]
+    elif suffix == ".json":
+        rows = json.loads(out.read_text())["predictions"]
+    else:
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 21
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 20 and sum(r["label"] == "fake" for r in good) >= 18
+    assert all(0 <= float(r["score"]) <= 1 for r in good)
+    failed = [r for r in rows if r["error"]]
+    assert failed[0]["path"] == str(bad) and failed[0]["score"] in ("", None)
+    if suffix != ".csv":
+        assert all(r["weights_sha256"] and r["model"] for r in rows)
+
+
+def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, monkeypatch):
+    image = next((kaggle_root / "real_vs_fake" / "real-vs-fake" / "test" / "real").iterdir())
+    code, stdout, _ = run_cli(
+        ["predict", str(image), "--model", str(kaggle_run)], capsys, monkeypatch
+    )
+    assert code == 0
+    assert stdout.splitlines()[0].split() == ["path", "score", "label", "error"]
+    assert str(image) in stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "x.jpg"], "no bundled model"),
+        (["predict", "x.jpg", "--model", "/nonexistent"], "model not found"),
+        (["predict", "x.jpg", "--model", ".", "--output", "out.txt"], "--output must end in"),
+        (["train", "--data", "/nonexistent", "--output", "o"], "/nonexistent"),
+        (["evaluate", "--data", ".", "--output", "o", "--split", "dev"], "--split"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "out.txt").exists()
+
+
+def test_predict_on_an_empty_folder_is_an_error(kaggle_run, tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(["predict", str(empty), "--model", str(kaggle_run)], capsys, monkeypatch)
+    assert code == 2 and "holds no images" in err
+
+
+def test_version_names_the_licence(capsys, monkeypatch):
+    code, stdout, _ = run_cli(["--version"], capsys, monkeypatch)
+    assert code == 0 and "deepfake-detect" in stdout and "Apache-2.0" in stdout
