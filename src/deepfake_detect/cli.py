@@ -88,7 +88,9 @@ def train(
     resize_jitter: Annotated[
         str | None, typer.Option(help="Shrink training images by a random factor, e.g. 0.7-1.0.")
     ] = None,
-    audit: Annotated[bool, typer.Option(help="Audit the dataset for shortcuts first.")] = True,
+    run_audit: Annotated[
+        bool, typer.Option("--audit/--no-audit", help="Audit the dataset for shortcuts first.")
+    ] = True,
     frozen_epochs: Annotated[int, typer.Option(help="Epochs training the head only.")] = 5,
     finetune_epochs: Annotated[int, typer.Option(help="Epochs fine-tuning the backbone.")] = 5,
     batch_size: Annotated[int, typer.Option()] = 32,
@@ -106,6 +108,12 @@ def train(
         int, typer.Option(help="Augmented copies per image in the cache (0: unaugmented).")
     ] = 0,
     workers: Annotated[int, typer.Option(help="Image decoding processes.")] = 2,
+    valid_fraction: Annotated[
+        float, typer.Option(help="Share of each class and source for validation (own split).")
+    ] = 0.1,
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of each class and source held out for testing.")
+    ] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
     device: DeviceOption = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
@@ -117,11 +125,12 @@ def train(
     options = TrainOptions(
         data=data, output=output, backbone=backbone, head=head, pretrained=pretrained,
         pretrained_file=pretrained_file, image_size=image_size, train_size=train_size,
-        augment=augment, reencode=reencode, resize_jitter=resize_jitter, audit=audit,
+        augment=augment, reencode=reencode, resize_jitter=resize_jitter, audit=run_audit,
         frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs,
         batch_size=batch_size, lr=lr, finetune_lr=finetune_lr, weight_decay=weight_decay,
         patience=patience, select_by=select_by, seed=seed, device=device,
         feature_cache=feature_cache, cache_copies=cache_copies, workers=workers, resume=resume,
+        valid_fraction=valid_fraction, test_fraction=test_fraction,
         progress=sys.stderr.isatty(),
     )  # fmt: skip
     result = run_training(options)
@@ -130,6 +139,33 @@ def train(
         f"model written to {result.run_dir}: validation accuracy {metrics['accuracy']:.4f}, "
         f"ROC-AUC {_fmt(metrics['roc_auc'])}, threshold {result.config.threshold:.4f}"
     )
+
+
+@app.command()
+def audit(
+    data: DataOption,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write the report as JSON.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with status 1 when a shortcut is found.")
+    ] = False,
+    images: Annotated[bool, typer.Option(help="Include every image's facts in the JSON.")] = False,
+    workers: Annotated[int, typer.Option(help="Reading threads.")] = 2,
+) -> None:
+    """Audit a dataset: formats, sizes, JPEG quality, duplicates, and shortcuts."""
+    from deepfake_detect.audit import cached_audit
+    from deepfake_detect.checkpoint import atomic_write_json
+    from deepfake_detect.datasets import index_dataset
+
+    if output is not None and output.suffix.lower() != ".json":
+        raise ValueError(f"--output must end in .json, not {output.name!r}")
+    report = cached_audit(index_dataset(data), workers=workers, progress=sys.stderr.isatty())
+    typer.echo(report.format_text())
+    if output is not None:
+        atomic_write_json(output, report.to_dict(include_images=images))
+    if strict and report.shortcuts:
+        raise typer.Exit(1)
 
 
 @app.command()

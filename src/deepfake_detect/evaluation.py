@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,9 @@ from deepfake_detect.datasets import (
     read_split_csv,
     select,
 )
-from deepfake_detect.errors import DataError
+from deepfake_detect.errors import DataError, ImageError
+from deepfake_detect.images import load_image
+from deepfake_detect.manifest import MANIFEST_NAME, apply_manifest, read_manifest
 from deepfake_detect.metrics import classification_report_text, compute_metrics
 from deepfake_detect.plots import plot_confusion_matrix, plot_roc
 
@@ -34,19 +38,21 @@ def evaluation_records(
 ) -> list[ImageRecord]:
     """The images of one split, using the split that the model was trained with.
 
-    The run folder's split.csv (written when training made the split) decides which images are
-    test images; datasets with their own splits (the Kaggle CSVs) keep them; otherwise a seeded
-    split is made exactly as `train` makes it.
+    A run folder's split.csv (written when training made the split) or a shipped model's split
+    manifest decides which images are test images; datasets with their own splits (the Kaggle
+    CSVs) keep them; otherwise a seeded split is made as `train` makes it.
     """
     records = index_dataset(data)
-    recorded = model_dir / SPLIT_NAME if model_dir else None
-    if recorded is not None and recorded.is_file() and any(r.split is None for r in records):
-        by_path = {r.path.resolve(): r.split for r in read_split_csv(recorded)}
-        known = [r for r in records if r.path.resolve() in by_path]
-        if not known:
-            raise DataError(f"{recorded}: the model's split does not describe these images")
-        records = [_with_split(r, by_path[r.path.resolve()]) for r in known]
-    elif any(r.split is None for r in records):
+    unsplit = any(r.split is None for r in records)
+    run_split = model_dir / SPLIT_NAME if model_dir else None
+    manifest = model_dir / MANIFEST_NAME if model_dir else None
+    if unsplit and run_split is not None and run_split.is_file():
+        records = _split_by_path(records, read_split_csv(run_split), run_split)
+    elif unsplit and manifest is not None and manifest.is_file():
+        records = apply_manifest(records, read_manifest(manifest))
+        if not records:
+            raise DataError(f"{manifest}: none of these images is in the model's split manifest")
+    elif unsplit:
         log.warning("no recorded split for these images: making the default seeded split")
         records = make_split(records, seed=seed)
     chosen = select(records, split)
@@ -55,10 +61,38 @@ def evaluation_records(
     return chosen
 
 
-def _with_split(record: ImageRecord, split: str | None) -> ImageRecord:
-    from dataclasses import replace
+def _split_by_path(records, recorded: Sequence[ImageRecord], source: Path) -> list[ImageRecord]:
+    by_path = {r.path.resolve(): r.split for r in recorded}
+    known = [
+        replace(r, split=by_path[r.path.resolve()]) for r in records if r.path.resolve() in by_path
+    ]
+    if not known:
+        raise DataError(f"{source}: the model's split does not describe these images")
+    return known
 
-    return replace(record, split=split)
+
+def reencoded(records: Sequence[ImageRecord], quality: int) -> Iterator[bytes | str]:
+    """Each image re-encoded as JPEG at one quality, so the file format carries no label.
+
+    An unreadable file is passed on as its path, for the detector to report its error.
+    """
+    for record in records:
+        try:
+            image = load_image(record.path)
+        except ImageError:
+            yield str(record.path)
+            continue
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        yield buffer.getvalue()
+
+
+def score_records(detector: Detector, records, *, batch_size=32, jpeg_quality=None):
+    """Predictions for the records, in order; optionally after re-encoding them as JPEG."""
+    if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"JPEG quality must be within 1-100, got {jpeg_quality}")
+    inputs = [r.path for r in records] if jpeg_quality is None else reencoded(records, jpeg_quality)
+    return detector.score(inputs, batch_size=batch_size)
 
 
 def evaluate(
@@ -68,27 +102,45 @@ def evaluate(
     *,
     threshold: float | None = None,
     batch_size: int = 32,
+    jpeg_quality: int | None = None,
 ) -> dict[str, Any]:
-    """Score every image of the split, then compute and write the metrics on all the scores."""
+    """Score every image of the split, then compute and write the metrics on all the scores.
+
+    With jpeg_quality, both classes are re-encoded to JPEG at that quality before scoring.
+    Metrics per source are added when the split holds several sources.
+    """
     threshold = detector.threshold if threshold is None else threshold
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be within [0, 1], got {threshold}")
-    predictions = detector.score([r.path for r in records], batch_size=batch_size)
+    predictions = score_records(detector, records, batch_size=batch_size, jpeg_quality=jpeg_quality)
     failed = [p for p in predictions if p.score is None]
     if failed:
         log.warning("%d images could not be read and are left out; first: %s",
                     len(failed), failed[0].error)  # fmt: skip
-    scored = [
-        (r.label, p.score) for r, p in zip(records, predictions, strict=True) if p.score is not None
-    ]
-    if not scored:
+    pairs = [(r, p.score) for r, p in zip(records, predictions, strict=True) if p.score is not None]
+    if not pairs:
         raise DataError("no image of the split could be read")
-    labels = np.array([label for label, _ in scored])
-    scores = np.array([score for _, score in scored])
+    labels = np.array([r.label for r, _ in pairs])
+    scores = np.array([score for _, score in pairs])
     metrics = compute_metrics(labels, scores, threshold)
-    metrics |= {**detector.info(), "failed": [p.error for p in failed]}
+    metrics["per_source"] = per_source_metrics(
+        [r.source for r, _ in pairs], labels, scores, threshold
+    )
+    metrics |= {
+        **detector.info(),
+        "jpeg_quality": jpeg_quality,
+        "failed": [p.error for p in failed],
+    }
     write_report(Path(output_dir), metrics, labels, scores)
     return metrics
+
+
+def per_source_metrics(sources: Sequence[str], labels, scores, threshold) -> dict[str, dict]:
+    names = np.array(sources)
+    return {
+        source: compute_metrics(labels[names == source], scores[names == source], threshold)
+        for source in sorted(set(sources))
+    }
 
 
 def write_report(output_dir: Path, metrics: dict, labels: np.ndarray, scores: np.ndarray) -> None:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,10 +40,12 @@ class Prediction:
         return asdict(self)
 
 
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+
+
 def bundled_model_dir() -> Path | None:
     """The model shipped inside the package, when this build has one."""
-    path = Path(__file__).parent / "bundled"
-    return path if (path / CONFIG_NAME).is_file() else None
+    return BUNDLED_DIR if (BUNDLED_DIR / CONFIG_NAME).is_file() else None
 
 
 def resolve_model(model: str | os.PathLike | None = None) -> Path:
@@ -120,12 +123,13 @@ class Detector:
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         if isinstance(inputs, str | os.PathLike | bytes | Image.Image):
             inputs = [inputs]
-        items = list(inputs)
+        items = iter(inputs)  # consumed a batch at a time: inputs may be a long generator
         with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes without the GIL
-            for start in range(0, len(items), batch_size):
-                chunk = items[start : start + batch_size]
+            start = 0
+            while chunk := list(itertools.islice(items, batch_size)):
                 loaded = list(pool.map(self._safe_preprocess, chunk))
                 yield from self._score_chunk(chunk, loaded, start, threshold)
+                start += len(chunk)
 
     def _safe_preprocess(self, item: ImageInput) -> np.ndarray | str:
         try:

@@ -118,6 +118,9 @@ class TrainOptions:
             (self.weight_decay >= 0, "--weight-decay must be >= 0"),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.cache_copies >= 0, "--cache-copies must be >= 0"),
+            (self.valid_fraction > 0 and self.test_fraction >= 0
+             and self.valid_fraction + self.test_fraction < 1,
+             "--valid-fraction must be > 0, --test-fraction >= 0, and together below 1"),
             (self.workers >= 0, "--workers must be >= 0"),
             (self.image_size is None or self.image_size >= 32, "--image-size must be >= 32"),
             (self.train_size is None or self.train_size >= 2, "--train-size must be at least 2"),
@@ -266,6 +269,8 @@ def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[I
         records = read_split_csv(split_file)
     else:
         records = index_dataset(options.data)
+        if options.audit:
+            records = audit_and_group(records, options.progress)
         if any(r.split is None for r in records):
             records = made = make_split(
                 records,
@@ -280,6 +285,24 @@ def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[I
     if options.train_size is not None:
         train = sample_balanced(train, options.train_size, seed=options.seed)
     return {"train": train, "valid": valid, "made": made}
+
+
+def audit_and_group(records: list[ImageRecord], progress: bool) -> list[ImageRecord]:
+    """Warn loudly about shortcuts; keep near-duplicates in one group (so on one side of the
+    split). The audit's facts are cached per dataset, so this is cheap after the first run."""
+    from deepfake_detect.audit import apply_groups, cached_audit
+
+    report = cached_audit(records, progress=progress)
+    for shortcut in report.shortcuts:
+        log.warning(
+            "WARNING SHORTCUT: %s alone predicts the class in %s (balanced accuracy %.2f): %s%s",
+            shortcut.attribute, shortcut.scope, shortcut.balanced_accuracy, shortcut.detail,
+            "" if shortcut.attribute == "file_size" else "; consider --reencode jpeg:60-95",
+        )  # fmt: skip
+    clusters = report.duplicate_clusters
+    if clusters:
+        log.info("%d near-duplicate clusters kept on one side of the split", len(clusters))
+    return apply_groups(records, report)
 
 
 def check_images(records: Sequence[ImageRecord], progress: bool) -> None:

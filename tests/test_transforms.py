@@ -1,0 +1,84 @@
+"""Training and evaluation preprocessing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepfake_detect.checkpoint import ModelConfig
+from deepfake_detect.transforms import (
+    EvalTransform,
+    RandomAffine,
+    RandomDownscale,
+    RandomJPEG,
+    build_train_transform,
+    reencode_steps,
+    sample_rng,
+)
+
+CONFIG = ModelConfig(backbone="test_efficientnet", image_size=32)
+
+
+def gradient(size=(48, 40)) -> Image.Image:
+    x = np.linspace(0, 255, size[0], dtype=np.uint8)
+    return Image.fromarray(np.stack([np.tile(x, (size[1], 1))] * 3, axis=-1))
+
+
+def test_eval_transform_resizes_the_whole_image_and_normalises():
+    array = EvalTransform(CONFIG)(Image.new("RGB", (80, 40), "white"))
+    assert array.shape == (3, 32, 32) and array.dtype == np.float32
+    assert np.allclose(array, 1.0)  # white, mean = std = 0.5
+
+
+def test_paper_augmentation_is_seeded_and_moves_pixels():
+    transform = build_train_transform(CONFIG, "paper")
+    image = gradient()
+    a = transform(image, sample_rng(0, 1, 5))
+    assert np.array_equal(a, transform(image, sample_rng(0, 1, 5)))
+    assert not np.array_equal(a, transform(image, sample_rng(0, 2, 5)))
+    assert not np.array_equal(a, EvalTransform(CONFIG)(image))
+
+
+def test_affine_fills_edges_with_nearest_pixels_not_black():
+    moved = RandomAffine(10.0, 0.1)(Image.new("RGB", (40, 40), (200, 100, 50)), sample_rng(1, 1, 1))
+    assert np.asarray(moved).min(axis=(0, 1)).tolist() == [200, 100, 50]
+
+
+def test_reencode_makes_png_and_jpeg_inputs_alike():
+    steps = reencode_steps("jpeg:70-70")
+    assert steps == (RandomJPEG(70, 70),)
+    image = gradient()
+    out = steps[0](image, sample_rng(0, 0, 0))
+    assert out.mode == "RGB" and out.size == image.size
+    assert not np.array_equal(np.asarray(out), np.asarray(image))  # compressed
+    again = steps[0](image, sample_rng(0, 0, 0))
+    assert np.array_equal(np.asarray(out), np.asarray(again))
+
+
+def test_resize_jitter_shrinks_within_the_range():
+    steps = reencode_steps("jpeg:60-95", "0.5-0.5")
+    assert isinstance(steps[0], RandomDownscale) and isinstance(steps[1], RandomJPEG)
+    assert steps[0](gradient((40, 40)), sample_rng(0, 0, 0)).size == (20, 20)
+
+
+@pytest.mark.parametrize(
+    ("reencode", "jitter"),
+    [("png:1-2", None), ("jpeg:95-60", None), ("jpeg:0-50", None), ("jpeg:a-b", None),
+     (None, "0.05-1.0"), (None, "0.9-0.5")],
+)  # fmt: skip
+def test_bad_reencode_specs_are_refused(reencode, jitter):
+    with pytest.raises(ValueError):
+        reencode_steps(reencode, jitter)
+
+
+def test_package_and_cli_import_torch_lazily():
+    code = (
+        "import deepfake_detect.cli, deepfake_detect.inference, deepfake_detect.transforms, sys; "
+    )
+    code += "print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
