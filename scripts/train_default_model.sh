@@ -17,7 +17,7 @@ deepfake-detect train --data "$DATA" --output "$RUN" \
     --reencode jpeg:60-95 --augment paper \
     --frozen-epochs 2 --finetune-epochs 10 --patience 3 --select-by loss \
     --lr 1e-3 --finetune-lr 1e-4 --batch-size 32 --workers 2 \
-    --valid-fraction 0.1 --test-fraction 0.2 --seed 0 --device auto
+    --valid-fraction 0.1 --test-fraction 0.21 --seed 0 --device auto
 deepfake-detect evaluate --model "$RUN" --data "$DATA" --split test --jpeg-quality 75 \
     --output "$RUN/heldout"
 python scripts/export_bundled_model.py "$RUN" "$DATA" --eval "$RUN/heldout"

@@ -136,10 +136,15 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
         (["predict", "x.jpg", "--model", ".", "--output", "out.txt"], "--output must end in"),
         (["train", "--data", "/nonexistent", "--output", "o"], "/nonexistent"),
         (["evaluate", "--data", ".", "--output", "o", "--split", "dev"], "--split"),
+        (["predict", "x.jpg", "--device", "gpu"], "--device"),
+        (["train", "--data", ".", "--output", "o", "--head", "big"], "--head"),
+        (["train", "--data", ".", "--output", "o", "--reencode", "png:1-5"], "--reencode"),
+        (["audit", "--data", "/nonexistent"], "/nonexistent"),
     ],
 )
 def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("deepfake_detect.inference.BUNDLED_DIR", tmp_path / "no-bundle")
     code, _, err = run_cli(args, capsys, monkeypatch)
     assert code == 2
     assert message in err

@@ -180,6 +180,15 @@ def test_train_refuses_a_used_folder_and_a_missing_resume(multi_source_data, tra
         train(tiny_options(multi_source_data, tmp_path / "new", resume=True))
 
 
+def test_resume_refuses_changed_options(multi_source_data, tmp_path):
+    run_dir = tmp_path / "run"
+    train(tiny_options(multi_source_data, run_dir, frozen_epochs=1, finetune_epochs=0))
+    (run_dir / "state.json").unlink()  # as if killed before finishing
+    with pytest.raises(DataError, match="seed 0 -> 1"):
+        train(tiny_options(multi_source_data, run_dir, frozen_epochs=1, finetune_epochs=0,
+                           seed=1, resume=True))  # fmt: skip
+
+
 def test_train_stops_on_an_unreadable_image(tmp_path):
     from conftest import write_class_folders
 
@@ -197,6 +206,10 @@ def test_train_stops_on_an_unreadable_image(tmp_path):
         ({"batch_size": 0}, "--batch-size"),
         ({"frozen_epochs": 0, "finetune_epochs": 0}, "at least one epoch"),
         ({"device": "tpu"}, "--device"),
+        ({"head": "huge"}, "--head"),
+        ({"seed": -1}, "--seed"),
+        ({"pretrained_file": "/nonexistent.pth"}, "no such file"),
+        ({"reencode": "jpeg:50-20"}, "backwards"),
     ],
 )
 def test_bad_training_options_fail_before_any_work(tmp_path, changes, message):

@@ -28,7 +28,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 PREDICTION_FORMATS = (".csv", ".json", ".jsonl")
-LICENCE_NOTE = "code: Apache-2.0"
+LICENCE_NOTE = (
+    "code: Apache-2.0; bundled model: trained on FFHQ photos (CC BY-NC-SA 4.0) and StyleGAN "
+    "faces (NVIDIA non-commercial licences), for research and non-commercial use only"
+)
 
 
 def version_callback(value: bool) -> None:
@@ -62,7 +65,7 @@ DataOption = Annotated[
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 ModelOption = Annotated[
     Path | None,
-    typer.Option("--model", help="Run folder of a trained model [default: the bundled model]."),
+    typer.Option("--model", help="Run folder of a trained model. Default: the bundled model."),
 ]
 
 
@@ -75,7 +78,7 @@ def train(
     pretrained: Annotated[bool, typer.Option(help="Start from ImageNet weights.")] = True,
     pretrained_file: Annotated[Path | None, typer.Option(help="ImageNet weights file.")] = None,
     image_size: Annotated[
-        int | None, typer.Option(help="Input size [default: the backbone's].")
+        int | None, typer.Option(help="Input size. Default: the backbone's.")
     ] = None,
     train_size: Annotated[
         int | None, typer.Option(help="Sample N balanced training images.")
@@ -173,24 +176,46 @@ def evaluate(
     data: DataOption,
     output: Annotated[Path, typer.Option("--output", help="Folder for metrics and figures.")],
     model: ModelOption = None,
-    split: Annotated[str, typer.Option(help="test, valid or train.")] = "test",
-    threshold: Annotated[float | None, typer.Option(help="[default: the model's].")] = None,
+    split: Annotated[str, typer.Option(help="test, valid, train or all.")] = "test",
+    threshold: Annotated[float | None, typer.Option(help="Default: the model's.")] = None,
+    jpeg_quality: Annotated[
+        int | None, typer.Option(help="Re-encode both classes as JPEG at this quality first.")
+    ] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     device: DeviceOption = "auto",
 ) -> None:
-    """Evaluate a model on one split: metrics.json, report, confusion matrix, ROC."""
+    """Evaluate a model on one split: metrics.json, report, confusion matrix, ROC.
+
+    Images that the model's recorded split does not know (never trained on) count as test.
+    """
     from deepfake_detect.evaluation import evaluate as run_evaluation
     from deepfake_detect.evaluation import evaluation_records
     from deepfake_detect.inference import load_detector
     from deepfake_detect.metrics import format_summary_table
 
-    if split not in ("train", "valid", "test"):
-        raise ValueError(f"--split must be test, valid or train, not {split!r}")
+    if split not in ("train", "valid", "test", "all"):
+        raise ValueError(f"--split must be test, valid, train or all, not {split!r}")
+    check_output_folder(output)
     detector = load_detector(model, device=device)
     records = evaluation_records(data, split, detector.model_dir)
-    metrics = run_evaluation(detector, records, output, threshold=threshold, batch_size=batch_size)
+    metrics = run_evaluation(
+        detector, records, output, threshold=threshold, batch_size=batch_size,
+        jpeg_quality=jpeg_quality,
+    )  # fmt: skip
     typer.echo(format_summary_table(metrics))
+    if len(metrics["per_source"]) > 1:
+        for source, m in metrics["per_source"].items():
+            typer.echo(
+                f"  {source}: {m['n_images']} images, accuracy {m['accuracy']:.4f}, "
+                f"ROC-AUC {_fmt(m['roc_auc'])}"
+            )
     typer.echo(f"written to {output}")
+
+
+def check_output_folder(path: Path) -> None:
+    """Refuse an output that cannot become a folder before any scoring is done."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--output {path}: exists and is not a folder")
 
 
 @app.command()
@@ -200,7 +225,7 @@ def predict(
     output: Annotated[
         Path | None, typer.Option("--output", help="FILE.csv, FILE.json or FILE.jsonl.")
     ] = None,
-    threshold: Annotated[float | None, typer.Option(help="[default: the model's].")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Default: the model's.")] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     device: DeviceOption = "auto",
 ) -> None:
@@ -266,10 +291,13 @@ def main() -> None:
     """Entry point: one-line errors for the user's mistakes, tracebacks only when debugging."""
     try:
         code = app(standalone_mode=False)  # returns typer.Exit's code instead of raising it
-    except (DetectorError, ValueError, FileNotFoundError) as exc:
+    except (DetectorError, ValueError, OSError) as exc:
         if os.environ.get("DEEPFAKE_DETECT_DEBUG"):
             raise
-        typer.echo(f"error: {exc}", err=True)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename:
+            message = f"{exc.filename}: {exc.strerror}"
+        typer.echo(f"error: {message}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

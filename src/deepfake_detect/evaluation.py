@@ -22,7 +22,7 @@ from deepfake_detect.datasets import (
 )
 from deepfake_detect.errors import DataError, ImageError
 from deepfake_detect.images import load_image
-from deepfake_detect.manifest import MANIFEST_NAME, apply_manifest, read_manifest
+from deepfake_detect.manifest import MANIFEST_NAME, file_sha256, read_manifest
 from deepfake_detect.metrics import classification_report_text, compute_metrics
 from deepfake_detect.plots import plot_confusion_matrix, plot_roc
 
@@ -36,39 +36,39 @@ SPLIT_NAME = "split.csv"
 def evaluation_records(
     data: Sequence[str | os.PathLike], split: str, model_dir: Path | None, seed: int = 0
 ) -> list[ImageRecord]:
-    """The images of one split, using the split that the model was trained with.
+    """The images of one split ("all" for every image), as the model was trained.
 
     A run folder's split.csv (written when training made the split) or a shipped model's split
-    manifest decides which images are test images; datasets with their own splits (the Kaggle
-    CSVs) keep them; otherwise a seeded split is made as `train` makes it.
+    manifest decides which images are test images, and images they do not know (never trained
+    on) count as test; datasets with their own splits (the Kaggle CSVs) keep them; otherwise a
+    seeded split is made as `train` makes it.
     """
     records = index_dataset(data)
-    unsplit = any(r.split is None for r in records)
-    run_split = model_dir / SPLIT_NAME if model_dir else None
-    manifest = model_dir / MANIFEST_NAME if model_dir else None
-    if unsplit and run_split is not None and run_split.is_file():
-        records = _split_by_path(records, read_split_csv(run_split), run_split)
-    elif unsplit and manifest is not None and manifest.is_file():
-        records = apply_manifest(records, read_manifest(manifest))
-        if not records:
-            raise DataError(f"{manifest}: none of these images is in the model's split manifest")
-    elif unsplit:
-        log.warning("no recorded split for these images: making the default seeded split")
-        records = make_split(records, seed=seed)
-    chosen = select(records, split)
+    if any(r.split is None for r in records):
+        records = recorded_split(records, model_dir, seed)
+    chosen = records if split == "all" else select(records, split)
     if not chosen:
         raise DataError(f"no images in the {split} split")
     return chosen
 
 
-def _split_by_path(records, recorded: Sequence[ImageRecord], source: Path) -> list[ImageRecord]:
-    by_path = {r.path.resolve(): r.split for r in recorded}
-    known = [
-        replace(r, split=by_path[r.path.resolve()]) for r in records if r.path.resolve() in by_path
-    ]
-    if not known:
-        raise DataError(f"{source}: the model's split does not describe these images")
-    return known
+def recorded_split(records: Sequence[ImageRecord], model_dir: Path | None, seed: int):
+    run_split = model_dir / SPLIT_NAME if model_dir else None
+    manifest = model_dir / MANIFEST_NAME if model_dir else None
+    if run_split is not None and run_split.is_file():
+        known = {r.path.resolve(): r.split for r in read_split_csv(run_split)}
+        splits = [known.get(r.path.resolve()) for r in records]
+    elif manifest is not None and manifest.is_file():
+        known = {row.sha256: row.split for row in read_manifest(manifest)}
+        splits = [known.get(file_sha256(r.path)) for r in records]
+    else:
+        log.warning("no recorded split for these images: making the default seeded split")
+        return make_split(records, seed=seed)
+    unseen = sum(s is None for s in splits)
+    if unseen:
+        log.info("%d of %d images are not in the model's recorded split: counted as test",
+                 unseen, len(records))  # fmt: skip
+    return [replace(r, split=s or "test") for r, s in zip(records, splits, strict=True)]
 
 
 def reencoded(records: Sequence[ImageRecord], quality: int) -> Iterator[bytes | str]:

@@ -96,7 +96,7 @@ class Detector:
         """P(fake) for a batch of preprocessed images (N, 3, H, W)."""
         import torch
 
-        from deepfake_detect.training import autocast, to_device
+        from deepfake_detect.devices import autocast, to_device
 
         with torch.inference_mode(), autocast(self.device):
             logits = self.net(to_device(torch.from_numpy(batch), self.device)).float()
@@ -160,12 +160,12 @@ def load_detector(model: str | os.PathLike | None = None, device: str = "auto") 
     """Load a detector from a run folder (or the bundled model when model is None)."""
 
     from deepfake_detect.checkpoint import load_model_weights
+    from deepfake_detect.devices import resolve_device
     from deepfake_detect.models import model_from_config
-    from deepfake_detect.training import resolve_device
 
+    torch_device = resolve_device(device)
     model_dir = resolve_model(model)
     config = read_config(model_dir)
-    torch_device = resolve_device(device)
     net = model_from_config(config, load_model_weights(model_dir, config)).to(torch_device)
     return Detector(config, net, torch_device, model_dir)
 

@@ -12,7 +12,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from deepfake_detect.checkpoint import atomic_write_bytes
@@ -71,16 +71,3 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
             return [ManifestRow(p, h, names[lab], s, g, sp) for p, h, lab, s, g, sp in reader]
         except (KeyError, ValueError) as exc:
             raise DataError(f"{path}: malformed row ({exc})") from None
-
-
-def apply_manifest(
-    records: Sequence[ImageRecord], rows: Sequence[ManifestRow]
-) -> list[ImageRecord]:
-    """The records the manifest knows (by content), with its split and group."""
-    by_hash = {row.sha256: row for row in rows}
-    known = []
-    for record in records:
-        row = by_hash.get(file_sha256(record.path))
-        if row is not None:
-            known.append(replace(record, split=row.split, group=row.group))
-    return known

@@ -7,7 +7,9 @@ ends, on the CPU, with the same weights and history as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -35,10 +37,11 @@ from deepfake_detect.datasets import (
     select,
     write_split_csv,
 )
-from deepfake_detect.errors import DataError
+from deepfake_detect.devices import autocast, check_device_name, resolve_device, to_device
+from deepfake_detect.errors import DataError, DetectorError
 from deepfake_detect.images import load_image
 from deepfake_detect.metrics import choose_threshold, compute_metrics
-from deepfake_detect.models import DetectorNet, build_model, default_preprocessing
+from deepfake_detect.models import HEADS, DetectorNet, build_model, default_preprocessing
 from deepfake_detect.plots import plot_training_curves
 from deepfake_detect.run_state import (
     STATE_NAME,
@@ -65,8 +68,10 @@ log = logging.getLogger("deepfake_detect")
 SPLIT_NAME = "split.csv"
 CACHE_NAME = "feature-cache.safetensors"
 CURVES_NAME = "curves.png"
+OPTIONS_NAME = "options.json"
+# Options that may differ when resuming: they change neither the data nor the arithmetic.
+RESUMABLE_CHANGES = frozenset({"resume", "progress", "workers", "device", "data", "output"})
 SELECT_BY = ("loss", "auc")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -110,7 +115,10 @@ class TrainOptions:
             (bool(self.data), "give at least one --data folder"),
             (self.augment in AUGMENTATIONS, f"--augment must be one of {', '.join(AUGMENTATIONS)}"),
             (self.select_by in SELECT_BY, f"--select-by must be one of {', '.join(SELECT_BY)}"),
-            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
+            (self.head in HEADS, f"--head must be one of {', '.join(HEADS)}"),
+            (self.seed >= 0, "--seed must be >= 0"),
+            (self.pretrained_file is None or Path(self.pretrained_file).is_file(),
+             f"--pretrained-file {self.pretrained_file}: no such file"),
             (self.frozen_epochs >= 0 and self.finetune_epochs >= 0, "epochs must be >= 0"),
             (self.frozen_epochs + self.finetune_epochs > 0, "train for at least one epoch"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
@@ -131,6 +139,10 @@ class TrainOptions:
             if not ok:
                 raise ValueError(message)
         reencode_steps(self.reencode, self.resize_jitter)  # raises on a malformed spec
+        for folder in self.data:
+            if not folder.is_dir():
+                raise ValueError(f"--data {folder}: no such folder")
+        check_device_name(self.device)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -166,14 +178,6 @@ class ImageDataset(Dataset):
         return torch.from_numpy(array), float(record.label)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but no CUDA GPU is available")
-    return torch.device(name)
-
-
 def seed_epoch(seed: int, epoch: int) -> torch.Generator:
     """Seed torch (dropout) for this epoch and return the shuffling generator."""
     torch.manual_seed(seed * 100_003 + epoch)
@@ -188,18 +192,6 @@ def make_loader(dataset, batch_size, workers=0, generator=None) -> DataLoader:
         generator=generator,
         num_workers=workers,
     )
-
-
-def autocast(device: torch.device):
-    """bf16 mixed precision on a GPU; plain float32 on the CPU, where it would be slower."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    if device.type == "cuda" and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 def progress_bar(total: int, desc: str, enabled: bool):
@@ -270,7 +262,7 @@ def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[I
     else:
         records = index_dataset(options.data)
         if options.audit:
-            records = audit_and_group(records, options.progress)
+            records = audit_and_group(records, options.reencode is None, options.progress)
         if any(r.split is None for r in records):
             records = made = make_split(
                 records,
@@ -287,7 +279,7 @@ def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[I
     return {"train": train, "valid": valid, "made": made}
 
 
-def audit_and_group(records: list[ImageRecord], progress: bool) -> list[ImageRecord]:
+def audit_and_group(records: list[ImageRecord], advise: bool, progress: bool) -> list[ImageRecord]:
     """Warn loudly about shortcuts; keep near-duplicates in one group (so on one side of the
     split). The audit's facts are cached per dataset, so this is cheap after the first run."""
     from deepfake_detect.audit import apply_groups, cached_audit
@@ -297,7 +289,7 @@ def audit_and_group(records: list[ImageRecord], progress: bool) -> list[ImageRec
         log.warning(
             "WARNING SHORTCUT: %s alone predicts the class in %s (balanced accuracy %.2f): %s%s",
             shortcut.attribute, shortcut.scope, shortcut.balanced_accuracy, shortcut.detail,
-            "" if shortcut.attribute == "file_size" else "; consider --reencode jpeg:60-95",
+            "; consider --reencode jpeg:60-95" if advise else "",
         )  # fmt: skip
     clusters = report.duplicate_clusters
     if clusters:
@@ -317,6 +309,22 @@ def check_images(records: Sequence[ImageRecord], progress: bool) -> None:
         raise DataError(
             f"{len(failures)} of {len(records)} images cannot be read, first: {failures[0]}"
         )
+
+
+def check_same_options(path: Path, options: TrainOptions) -> None:
+    """A resumed run must continue with the options it started with."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from None
+    current = options.to_json()
+    changed = [
+        f"{key} {stored.get(key)!r} -> {value!r}"
+        for key, value in current.items()
+        if key not in RESUMABLE_CHANGES and stored.get(key) != value
+    ]
+    if changed:
+        raise DataError("--resume with other options than the run's: " + "; ".join(changed))
 
 
 def model_config(options: TrainOptions) -> ModelConfig:
@@ -341,14 +349,16 @@ class Trainer:
         self.run_dir = options.output
         self.device = resolve_device(options.device)
         self.state = self._open_run()
-        # Everything that can fail on bad input runs before the run folder is created.
-        self.records = prepare_records(options, self.run_dir / SPLIT_NAME)
-        check_images([*self.records["train"], *self.records["valid"]], options.progress)
+        # Everything that can fail on bad input runs before the run folder is created,
+        # the cheap checks (model, weights) before the slow ones (every image decoded).
         self.config = model_config(options)
         self.model = self._build_model()
         self.source_steps = reencode_steps(options.reencode, options.resize_jitter)
         self.valid_transform = self._valid_transform()
+        self.records = prepare_records(options, self.run_dir / SPLIT_NAME)
+        check_images([*self.records["train"], *self.records["valid"]], options.progress)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.run_dir / OPTIONS_NAME, options.to_json())
         if self.records["made"] is not None:
             write_split_csv(self.records["made"], self.run_dir / SPLIT_NAME)
 
@@ -362,13 +372,14 @@ class Trainer:
         run_dir, options = self.run_dir, self.options
         state = read_state(run_dir)
         used = run_dir.is_dir() and any(run_dir.iterdir())
-        if options.resume and not used:
-            raise DataError(f"{run_dir}: nothing to resume (no run there)")
+        if options.resume and not (run_dir / OPTIONS_NAME).is_file():
+            raise DataError(f"{run_dir}: nothing to resume (no training run there)")
         if not options.resume and (used or run_dir.is_file()):
             raise DataError(f"{run_dir}: folder is not empty; pass --resume or choose another")
         if state is not None and state.done:
             raise DataError(f"{run_dir}: this run already finished")
-        if used:  # a run killed before its first epoch has no state yet and starts afresh
+        if options.resume:
+            check_same_options(run_dir / OPTIONS_NAME, options)
             remove_stale_files(run_dir, state)
         return state or RunState()
 
@@ -469,6 +480,8 @@ class Trainer:
         else:
             state.bad_epochs += 1
         state.epoch, state.phase_epoch = epoch, state.phase_epoch + 1
+        if not all(math.isfinite(row[k]) for k in ("train_loss", "val_loss")):
+            raise DetectorError(f"training diverged in epoch {epoch} (loss not finite): lower --lr")
         timing = {k: row.pop(k) for k in ("seconds", "images_per_second")}
         state.timings.append({"epoch": epoch, "phase": phase, **timing})
         state.history.append(
@@ -558,12 +571,14 @@ class Trainer:
         return TrainResult(self.run_dir, self.config, state.history)
 
     def _tidy(self) -> None:
+        """Mark the run done first, then delete what only resuming needed (a kill in between
+        leaves files that the next look at the folder removes, never a broken state)."""
         state = self.state
-        state.done = True
-        for name in (state.state_file, state.best_file, CACHE_NAME):
-            (self.run_dir / name).unlink(missing_ok=True)
-        state.state_file = state.best_file = ""
+        leftovers = (state.state_file, state.best_file, CACHE_NAME)
+        state.done, state.state_file, state.best_file = True, "", ""
         atomic_write_json(self.run_dir / STATE_NAME, asdict(state))
+        for name in leftovers:
+            (self.run_dir / name).unlink(missing_ok=True)
 
 
 def format_epoch(row: dict[str, Any], best: bool) -> str:

@@ -1,0 +1,36 @@
+"""Where tensors run: device choice, bf16 mixed precision and channels-last on a GPU."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device_name(name: str) -> str:
+    if name not in DEVICES and not re.fullmatch(r"cuda:\d+", name):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, not {name!r}")
+    return name
+
+
+def resolve_device(name: str) -> torch.device:
+    check_device_name(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} was asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 mixed precision on a GPU; plain float32 on the CPU, where it would be slower."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
