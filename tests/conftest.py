@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,15 @@ def synthetic_image(rng: np.random.Generator, fake: bool, size: int = IMAGE_SIZE
     return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
 
 
+def photo_like(rng: np.random.Generator, size: int = 64) -> Image.Image:
+    """Detail at every scale, like a photograph (a pure smooth gradient would have none)."""
+    pixels = np.zeros((size, size, 3), np.float32)
+    for cells, weight in ((3, 1.0), (6, 0.6), (12, 0.35), (24, 0.2)):
+        coarse = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.uint8)
+        pixels += weight * np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC))
+    return Image.fromarray(np.clip(pixels / 2.15, 0, 255).astype(np.uint8))
+
+
 def write_class_folders(root: Path, n_per_class: int, seed: int, fmt: str = "PNG") -> Path:
     rng = np.random.default_rng(seed)
     for label in ("real", "fake"):
@@ -32,6 +42,18 @@ def write_class_folders(root: Path, n_per_class: int, seed: int, fmt: str = "PNG
             suffix = ".png" if fmt == "PNG" else ".jpg"
             synthetic_image(rng, label == "fake").save(folder / f"{label}{i:03d}{suffix}", fmt)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_cache(tmp_path_factory):
+    """Keep the audit's per-dataset cache out of the user's home during tests."""
+    previous = os.environ.get("DEEPFAKE_DETECT_CACHE")
+    os.environ["DEEPFAKE_DETECT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        del os.environ["DEEPFAKE_DETECT_CACHE"]
+    else:
+        os.environ["DEEPFAKE_DETECT_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

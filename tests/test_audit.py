@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import photo_like
 from PIL import Image
 
 from deepfake_detect import audit
@@ -37,15 +38,6 @@ HEADSHOTS = SHARED_DATA / "headshots-sg2"
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-def photo_like(rng: np.random.Generator, size: int = 64) -> Image.Image:
-    """Detail at every scale, like a photograph (a pure smooth gradient would have none)."""
-    pixels = np.zeros((size, size, 3), np.float32)
-    for cells, weight in ((3, 1.0), (6, 0.6), (12, 0.35), (24, 0.2)):
-        coarse = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.uint8)
-        pixels += weight * np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC))
-    return Image.fromarray(np.clip(pixels / 2.15, 0, 255).astype(np.uint8))
 
 
 def noise_image(rng: np.random.Generator, size: int = 32) -> Image.Image:

@@ -92,7 +92,8 @@ def test_frozen_phase_leaves_the_backbone_unchanged(multi_source_data, tmp_path)
         assert torch.equal(trained[f"backbone.{key}"], value), key
 
 
-def test_killed_run_resumes_to_the_identical_result(multi_source_data, tmp_path):
+@pytest.mark.parametrize("kill_after", [1, 3], ids=["frozen-phase", "fine-tuning"])
+def test_killed_run_resumes_to_the_identical_result(multi_source_data, tmp_path, kill_after):
     options = dict(image_size=64, frozen_epochs=2, finetune_epochs=3, augment="paper")
     reference = tmp_path / "reference"
     train(tiny_options(multi_source_data, reference, **options))
@@ -105,11 +106,11 @@ def test_killed_run_resumes_to_the_identical_result(multi_source_data, tmp_path)
                "--lr", "3e-3", "--finetune-lr", "1e-3", "--patience", "10",
                "--workers", "0"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for_epoch(killed / "state.json", epoch=3, process=process)
-    process.send_signal(signal.SIGKILL)  # now inside fine-tuning epoch 2 (epoch 4 of 5)
+    wait_for_epoch(killed / "state.json", epoch=kill_after, process=process)
+    process.send_signal(signal.SIGKILL)  # inside the next epoch, or writing its checkpoint
     process.wait()
     state = json.loads((killed / "state.json").read_text())
-    assert 3 <= state["epoch"] < 5 and not state["done"]
+    assert kill_after <= state["epoch"] < 5 and not state["done"]
     assert not (killed / "model.safetensors").exists()
 
     resume = subprocess.run([*command, "--resume"], capture_output=True, text=True)
@@ -229,3 +230,27 @@ def test_paper_head_has_the_papers_layers():
     ]  # fmt: skip
     assert [m.p for m in model.head if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2,)
+
+
+def test_train_keeps_near_duplicates_on_one_side_of_the_split(tmp_path):
+    """The same people in two sources (at another size) must never straddle the split."""
+    import numpy as np
+    from conftest import photo_like, write_class_folders
+
+    from deepfake_detect.training import prepare_records
+
+    data = tmp_path / "data"
+    write_class_folders(data / "alpha", 30, seed=4)
+    write_class_folders(data / "beta", 30, seed=5, fmt="JPEG")
+    rng = np.random.default_rng(6)
+    for i in range(10):  # the same photos in both sources, smaller and re-encoded in beta
+        image = photo_like(rng, 64)
+        image.save(data / "alpha" / "real" / f"real{i:03d}.png")
+        image.resize((48, 48)).save(data / "beta" / "real" / f"real{i:03d}.jpg", quality=90)
+    options = tiny_options(data, tmp_path / "run", valid_fraction=0.3, test_fraction=0.3)
+    made = prepare_records(options, tmp_path / "split.csv")["made"]
+    side = {r.path.relative_to(data).as_posix(): r.split for r in made}
+    pairs = [(f"alpha/real/real{i:03d}.png", f"beta/real/real{i:03d}.jpg") for i in range(10)]
+    assert all(side[a] == side[b] for a, b in pairs)
+    groups = {r.group for r in made if r.path.name in {"real000.png", "real000.jpg"}}
+    assert len(groups) == 1
