@@ -25,6 +25,13 @@ WEIGHTS_NAME = "model.safetensors"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 
+def check_threshold(value: float) -> float:
+    """A user-given decision threshold: a probability in [0, 1]."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold must be within [0, 1], got {value}")
+    return float(value)
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a detector and preprocess its input like in training."""

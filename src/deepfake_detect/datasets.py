@@ -32,6 +32,7 @@ from deepfake_detect.errors import DataError
 SPLITS = ("train", "valid", "test")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 CLASS_DIRS = {"real": 0, "fake": 1}
+SPLIT_NAME = "split.csv"  # the split a run made, kept in its run folder
 LABEL_NAMES = {label: name for name, label in CLASS_DIRS.items()}
 # Kaggle copies differ in how they name the validation split.
 SPLIT_ALIASES = {

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepfake_detect.checkpoint import atomic_write_bytes, atomic_write_json
+from deepfake_detect.checkpoint import atomic_write_bytes, atomic_write_json, check_threshold
 from deepfake_detect.datasets import (
+    SPLIT_NAME,
     ImageRecord,
     index_dataset,
     make_split,
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from deepfake_detect.inference import Detector
 
 log = logging.getLogger("deepfake_detect")
-SPLIT_NAME = "split.csv"
 
 
 def evaluation_records(
@@ -109,9 +109,7 @@ def evaluate(
     With jpeg_quality, both classes are re-encoded to JPEG at that quality before scoring.
     Metrics per source are added when the split holds several sources.
     """
-    threshold = detector.threshold if threshold is None else threshold
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be within [0, 1], got {threshold}")
+    threshold = detector.threshold if threshold is None else check_threshold(threshold)
     predictions = score_records(detector, records, batch_size=batch_size, jpeg_quality=jpeg_quality)
     failed = [p for p in predictions if p.score is None]
     if failed:

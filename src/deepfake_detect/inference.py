@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deepfake_detect.checkpoint import CONFIG_NAME, ModelConfig, read_config
+from deepfake_detect.checkpoint import CONFIG_NAME, ModelConfig, check_threshold, read_config
 from deepfake_detect.datasets import IMAGE_SUFFIXES
 from deepfake_detect.errors import DetectorError, ModelError
 from deepfake_detect.images import load_image, preprocess
@@ -148,12 +148,6 @@ class Detector:
                 yield Prediction(name, score, "fake" if score >= threshold else "real")
             else:
                 yield Prediction(name, None, None, loaded[i])
-
-
-def check_threshold(value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"threshold must be within [0, 1], got {value}")
-    return float(value)
 
 
 def load_detector(model: str | os.PathLike | None = None, device: str = "auto") -> Detector:

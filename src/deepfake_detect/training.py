@@ -29,6 +29,7 @@ from deepfake_detect.checkpoint import (
     save_tensors,
 )
 from deepfake_detect.datasets import (
+    SPLIT_NAME,
     ImageRecord,
     index_dataset,
     make_split,
@@ -65,7 +66,6 @@ from deepfake_detect.transforms import (
 )
 
 log = logging.getLogger("deepfake_detect")
-SPLIT_NAME = "split.csv"
 CACHE_NAME = "feature-cache.safetensors"
 CURVES_NAME = "curves.png"
 OPTIONS_NAME = "options.json"
