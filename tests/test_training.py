@@ -211,6 +211,8 @@ def test_train_stops_on_an_unreadable_image(tmp_path):
         ({"seed": -1}, "--seed"),
         ({"pretrained_file": "/nonexistent.pth"}, "no such file"),
         ({"reencode": "jpeg:50-20"}, "backwards"),
+        ({"train_crop": 16}, "--train-crop"),
+        ({"image_size": 64, "train_crop": 96}, "--train-crop"),
     ],
 )
 def test_bad_training_options_fail_before_any_work(tmp_path, changes, message):
@@ -254,3 +256,16 @@ def test_train_keeps_near_duplicates_on_one_side_of_the_split(tmp_path):
     assert all(side[a] == side[b] for a, b in pairs)
     groups = {r.group for r in made if r.path.name in {"real000.png", "real000.jpg"}}
     assert len(groups) == 1
+
+
+def test_training_on_crops_evaluates_on_whole_images(multi_source_data, tmp_path):
+    """--train-crop trains on windows; the saved model still takes the whole input size."""
+    options = tiny_options(
+        multi_source_data, tmp_path / "run", image_size=48, train_crop=32, augment="flip",
+        frozen_epochs=1, finetune_epochs=1, feature_cache=False,
+    )  # fmt: skip
+    result = train(options)
+    assert result.config.image_size == 48
+    assert result.config.training["train_crop"] == 32
+    predictions = load_detector(tmp_path / "run").score([next(multi_source_data.rglob("*.png"))])
+    assert 0.0 <= predictions[0].score <= 1.0

@@ -13,7 +13,9 @@ from deepfake_detect.checkpoint import ModelConfig
 from deepfake_detect.transforms import (
     EvalTransform,
     RandomAffine,
+    RandomCrop,
     RandomDownscale,
+    RandomFlip,
     RandomJPEG,
     build_train_transform,
     reencode_steps,
@@ -46,6 +48,40 @@ def test_paper_augmentation_is_seeded_and_moves_pixels():
 def test_affine_fills_edges_with_nearest_pixels_not_black():
     moved = RandomAffine(10.0, 0.1)(Image.new("RGB", (40, 40), (200, 100, 50)), sample_rng(1, 1, 1))
     assert np.asarray(moved).min(axis=(0, 1)).tolist() == [200, 100, 50]
+
+
+def test_flip_and_crop_keep_pixels_on_the_grid():
+    """Forensic augmentation: every output pixel is an input pixel, unlike a rotation."""
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    source = np.asarray(image)
+    flips = [np.asarray(RandomFlip()(image, sample_rng(0, 1, i))) for i in range(20)]
+    assert any(np.array_equal(f, source) for f in flips)
+    assert any(np.array_equal(f, source[:, ::-1]) for f in flips)
+    crops = [RandomCrop(32)(image, sample_rng(0, 1, i)) for i in range(20)]
+    assert {c.size for c in crops} == {(32, 32)}
+    origins = set()
+    for crop in crops:
+        window = np.asarray(crop)
+        hits = [(y, x) for y in range(9) for x in range(17)
+                if np.array_equal(source[y : y + 32, x : x + 32], window)]  # fmt: skip
+        assert len(hits) == 1
+        origins.add(hits[0])
+    assert len(origins) > 5  # random windows, not always the same one
+
+
+def test_crop_larger_than_the_image_leaves_it_whole():
+    image = gradient((40, 30))
+    assert RandomCrop(64)(image, sample_rng(0, 0, 0)) is image
+    assert RandomCrop(35)(image, sample_rng(0, 0, 0)).size == (35, 30)
+
+
+def test_train_crop_sets_the_training_input_size_but_not_evaluations():
+    transform = build_train_transform(CONFIG, "flip", crop=24)
+    a = transform(gradient(), sample_rng(0, 1, 5))
+    assert a.shape == (3, 24, 24)
+    assert np.array_equal(a, transform(gradient(), sample_rng(0, 1, 5)))
+    assert EvalTransform(CONFIG)(gradient()).shape == (3, 32, 32)
 
 
 def test_reencode_makes_png_and_jpeg_inputs_alike():

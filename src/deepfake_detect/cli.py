@@ -83,7 +83,13 @@ def train(
     train_size: Annotated[
         int | None, typer.Option(help="Sample N balanced training images.")
     ] = None,
-    augment: Annotated[str, typer.Option(help="paper (rotate 10°, shift 10%) or none.")] = "paper",
+    augment: Annotated[
+        str, typer.Option(help="paper (rotate 10°, shift 10%), flip (mirror only) or none.")
+    ] = "paper",
+    train_crop: Annotated[
+        int | None,
+        typer.Option(help="Train on random N x N windows of the input (no resampling)."),
+    ] = None,
     reencode: Annotated[
         str | None,
         typer.Option(help="Re-encode every training image, e.g. jpeg:60-95 (removes format cues)."),
@@ -128,7 +134,8 @@ def train(
     options = TrainOptions(
         data=data, output=output, backbone=backbone, head=head, pretrained=pretrained,
         pretrained_file=pretrained_file, image_size=image_size, train_size=train_size,
-        augment=augment, reencode=reencode, resize_jitter=resize_jitter, audit=run_audit,
+        augment=augment, train_crop=train_crop, reencode=reencode, resize_jitter=resize_jitter,
+        audit=run_audit,
         frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs,
         batch_size=batch_size, lr=lr, finetune_lr=finetune_lr, weight_decay=weight_decay,
         patience=patience, select_by=select_by, seed=seed, device=device,

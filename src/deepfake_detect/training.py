@@ -87,6 +87,7 @@ class TrainOptions:
     image_size: int | None = None
     train_size: int | None = None
     augment: str = "paper"
+    train_crop: int | None = None
     reencode: str | None = None
     resize_jitter: str | None = None
     audit: bool = True
@@ -131,6 +132,9 @@ class TrainOptions:
              "--valid-fraction must be > 0, --test-fraction >= 0, and together below 1"),
             (self.workers >= 0, "--workers must be >= 0"),
             (self.image_size is None or self.image_size >= 32, "--image-size must be >= 32"),
+            (self.train_crop is None or self.train_crop >= 32, "--train-crop must be >= 32"),
+            (self.train_crop is None or self.image_size is None
+             or self.train_crop <= self.image_size, "--train-crop must not exceed --image-size"),
             (self.train_size is None or self.train_size >= 2, "--train-size must be at least 2"),
             (not (self.pretrained_file and not self.pretrained), "--pretrained-file and "
              "--no-pretrained contradict each other"),
@@ -331,6 +335,10 @@ def model_config(options: TrainOptions) -> ModelConfig:
     pre = default_preprocessing(options.backbone)
     if options.image_size is not None:
         pre["image_size"] = options.image_size
+    if options.train_crop is not None and options.train_crop > pre["image_size"]:
+        raise ValueError(
+            f"--train-crop {options.train_crop} exceeds the input size {pre['image_size']}"
+        )
     return ModelConfig(
         backbone=options.backbone,
         head=options.head,
@@ -447,7 +455,7 @@ class Trainer:
         if phase == "frozen" and o.feature_cache:
             train, valid = self._cached_features()
             return {"train": train, "valid": valid, "batch_size": max(o.batch_size, 64)}
-        transform = build_train_transform(self.config, o.augment, self.source_steps)
+        transform = build_train_transform(self.config, o.augment, self.source_steps, o.train_crop)
         return {
             "train": ImageDataset(self.records["train"], transform, seed=o.seed),
             "valid": ImageDataset(self.records["valid"], self.valid_transform, seed=o.seed),
@@ -523,7 +531,7 @@ class Trainer:
     def _extract_cache(self) -> dict[str, torch.Tensor]:
         o = self.options
         plain = TrainTransform(self.config, (), self.source_steps)  # re-encoded, not augmented
-        augmented = build_train_transform(self.config, o.augment, self.source_steps)
+        augmented = build_train_transform(self.config, o.augment, self.source_steps, o.train_crop)
         passes = [("train", plain, 1_000_000)] if o.cache_copies == 0 else [
             ("train", augmented, 1_000_000 + copy) for copy in range(o.cache_copies)
         ]  # fmt: skip

@@ -19,7 +19,7 @@ from PIL import Image
 from deepfake_detect.checkpoint import ModelConfig
 from deepfake_detect.images import preprocess, resize_image, to_tensor_array
 
-AUGMENTATIONS = ("paper", "none")
+AUGMENTATIONS = ("paper", "flip", "none")
 ImageStep = Callable[[Image.Image, np.random.Generator], Image.Image]
 
 
@@ -41,6 +41,35 @@ class RandomAffine:
         )
         moved = padded.rotate(angle, resample=Image.BILINEAR, translate=(dx, dy))
         return moved.crop((pad, pad, pad + image.width, pad + image.height))
+
+
+@dataclass(frozen=True)
+class RandomFlip:
+    """Mirror half of the images left to right: moves no pixel off the sampling grid."""
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return image.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
+
+
+@dataclass(frozen=True)
+class RandomCrop:
+    """A random size x size window, cut without resampling.
+
+    Rotations and sub-pixel shifts interpolate every pixel, which smooths away the
+    high-frequency traces a generator leaves; a crop keeps them, and training on windows
+    smaller than the input is also cheaper. Evaluation still sees the whole image.
+    """
+
+    size: int
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        width, height = image.size
+        if self.size >= width and self.size >= height:
+            return image
+        size_x, size_y = min(self.size, width), min(self.size, height)
+        left = int(rng.integers(0, width - size_x + 1))
+        top = int(rng.integers(0, height - size_y + 1))
+        return image.crop((left, top, left + size_x, top + size_y))
 
 
 @dataclass(frozen=True)
@@ -100,12 +129,18 @@ class EvalTransform:
         return preprocess(image, c.image_size, c.mean, c.std, c.interpolation)
 
 
-def augmentation_steps(augment: str) -> tuple[ImageStep, ...]:
+def augmentation_steps(augment: str, crop: int | None = None) -> tuple[ImageStep, ...]:
+    """The random steps of --augment, then a random --train-crop window if one is asked for."""
     if augment == "paper":
-        return (RandomAffine(degrees=10.0, translate=0.1),)
-    if augment == "none":
-        return ()
-    raise ValueError(f"unknown augmentation {augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        steps: tuple[ImageStep, ...] = (RandomAffine(degrees=10.0, translate=0.1),)
+    elif augment == "flip":
+        steps = (RandomFlip(),)
+    elif augment == "none":
+        steps = ()
+    else:
+        choices = ", ".join(AUGMENTATIONS)
+        raise ValueError(f"unknown augmentation {augment!r}: choose one of {choices}")
+    return (*steps, RandomCrop(crop)) if crop else steps
 
 
 def parse_range(text: str, kind: type, name: str) -> tuple:
@@ -139,9 +174,12 @@ def reencode_steps(reencode: str | None, resize_jitter: str | None = None) -> tu
 
 
 def build_train_transform(
-    config: ModelConfig, augment: str = "paper", source_steps: tuple[ImageStep, ...] = ()
+    config: ModelConfig,
+    augment: str = "paper",
+    source_steps: tuple[ImageStep, ...] = (),
+    crop: int | None = None,
 ) -> TrainTransform:
-    return TrainTransform(config, augmentation_steps(augment), source_steps)
+    return TrainTransform(config, augmentation_steps(augment, crop), source_steps)
 
 
 def sample_rng(seed: int, epoch: int, index: int, extra: Sequence[int] = ()) -> np.random.Generator:
