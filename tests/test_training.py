@@ -212,6 +212,7 @@ def test_train_stops_on_an_unreadable_image(tmp_path):
         ({"pretrained_file": "/nonexistent.pth"}, "no such file"),
         ({"reencode": "jpeg:50-20"}, "backwards"),
         ({"train_crop": 16}, "--train-crop"),
+        ({"stem_stride": 3}, "--stem-stride"),
         ({"image_size": 64, "train_crop": 96}, "--train-crop"),
     ],
 )

@@ -38,6 +38,7 @@ class ModelConfig:
 
     backbone: str
     head: str = "paper"
+    stem_stride: int | None = None  # None: the backbone's own
     image_size: int = 299
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -62,6 +63,8 @@ class ModelConfig:
                 f"model format version {self.format_version} is not supported "
                 f"(this is deepfake-detect {__version__}, which reads version {FORMAT_VERSION})"
             )
+        if self.stem_stride is not None and self.stem_stride not in (1, 2):
+            raise ModelError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         if self.image_size < 8:
             raise ModelError(f"image_size must be at least 8, got {self.image_size}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:

@@ -75,6 +75,10 @@ def train(
     output: Annotated[Path, typer.Option("--output", help="Run folder to create (or resume).")],
     backbone: Annotated[str, typer.Option(help="timm model name.")] = "legacy_xception",
     head: Annotated[str, typer.Option(help="paper (512-128-64 dense) or linear.")] = "paper",
+    stem_stride: Annotated[
+        int | None,
+        typer.Option(help="1: keep full resolution in the first layer (about 4x the compute)."),
+    ] = None,
     pretrained: Annotated[bool, typer.Option(help="Start from ImageNet weights.")] = True,
     pretrained_file: Annotated[Path | None, typer.Option(help="ImageNet weights file.")] = None,
     image_size: Annotated[
@@ -132,7 +136,8 @@ def train(
     from deepfake_detect.training import train as run_training
 
     options = TrainOptions(
-        data=data, output=output, backbone=backbone, head=head, pretrained=pretrained,
+        data=data, output=output, backbone=backbone, head=head, stem_stride=stem_stride,
+        pretrained=pretrained,
         pretrained_file=pretrained_file, image_size=image_size, train_size=train_size,
         augment=augment, train_crop=train_crop, reencode=reencode, resize_jitter=resize_jitter,
         audit=run_audit,

@@ -156,12 +156,27 @@ def load_backbone_state(backbone: nn.Module, state: dict[str, torch.Tensor], ori
     )
 
 
+def set_stem_stride(backbone: nn.Module, stride: int) -> None:
+    """Change the stride of the backbone's first convolution (its stem).
+
+    ImageNet backbones halve the resolution in their very first layer, before any feature can
+    see the pixel-level traces that generators leave; a stride of 1 keeps them (Gragnaniello et
+    al., "Are GAN generated images easy to detect?", 2021). The weights are unchanged; every
+    feature map is twice as large on each side, so the backbone costs about 4x as much.
+    """
+    stem = next((m for m in backbone.modules() if isinstance(m, nn.Conv2d)), None)
+    if stem is None:
+        raise ModelError("--stem-stride: this backbone has no convolution to change")
+    stem.stride = (stride, stride)
+
+
 def build_model(
     backbone: str,
     head: str = "paper",
     *,
     pretrained: bool = False,
     pretrained_file: str | os.PathLike | None = None,
+    stem_stride: int | None = None,
 ) -> DetectorNet:
     """Create the detector; with pretrained=True the backbone starts from ImageNet weights."""
     if pretrained_file is not None:
@@ -173,12 +188,14 @@ def build_model(
         load_backbone_state(net, read_state_dict(path), str(path))
     else:
         net = create_backbone(backbone, pretrained=pretrained)
+    if stem_stride is not None:
+        set_stem_stride(net, stem_stride)
     return DetectorNet(net, build_head(head, net.num_features))
 
 
 def model_from_config(config: ModelConfig, state_dict: dict[str, torch.Tensor]) -> DetectorNet:
     """Rebuild a trained detector (no pretrained download) and load its weights strictly."""
-    model = build_model(config.backbone, config.head)
+    model = build_model(config.backbone, config.head, stem_stride=config.stem_stride)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:

@@ -82,6 +82,7 @@ class TrainOptions:
     output: Path
     backbone: str = "legacy_xception"
     head: str = "paper"
+    stem_stride: int | None = None
     pretrained: bool = True
     pretrained_file: Path | None = None
     image_size: int | None = None
@@ -133,6 +134,7 @@ class TrainOptions:
             (self.workers >= 0, "--workers must be >= 0"),
             (self.image_size is None or self.image_size >= 32, "--image-size must be >= 32"),
             (self.train_crop is None or self.train_crop >= 32, "--train-crop must be >= 32"),
+            (self.stem_stride in (None, 1, 2), "--stem-stride must be 1 or 2"),
             (self.train_crop is None or self.image_size is None
              or self.train_crop <= self.image_size, "--train-crop must not exceed --image-size"),
             (self.train_size is None or self.train_size >= 2, "--train-size must be at least 2"),
@@ -342,6 +344,7 @@ def model_config(options: TrainOptions) -> ModelConfig:
     return ModelConfig(
         backbone=options.backbone,
         head=options.head,
+        stem_stride=options.stem_stride,
         name=options.output.resolve().name,
         version=time.strftime("%Y.%m.%d", time.gmtime()),
         training=options.to_json(),
@@ -400,6 +403,7 @@ class Trainer:
             o.head,
             pretrained=o.pretrained and fresh,
             pretrained_file=o.pretrained_file if fresh else None,
+            stem_stride=o.stem_stride,
         )
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
