@@ -58,6 +58,28 @@ def target_note(heldout: dict) -> str:
     return "**Not yet met** on: " + "; ".join(missed) + "."
 
 
+def recipe(config) -> dict[str, str]:
+    """The card's words for the training options that config.json records."""
+    t = config.training
+    crop = t.get("train_crop")
+    views = f"random {crop} x {crop} windows of the {config.image_size} px input" if crop else (
+        f"the whole {config.image_size} px input"
+    )  # fmt: skip
+    augment = {
+        "paper": "the paper's augmentation (rotation up to 10 degrees, shifts up to 10%)",
+        "flip": "random left-right mirroring (no resampling)",
+        "none": "no augmentation",
+    }[t.get("augment", "paper")]
+    cache = "cached frozen features" if t.get("feature_cache", True) else "the frozen backbone"
+    return {
+        "stem_note": " with its stem convolution at stride 1 (full resolution in the first layer)"
+        if config.stem_stride == 1 else "",
+        "qualities": (t.get("reencode") or "jpeg:none").partition(":")[2] or "60-95",
+        "frozen_phase": f"{t['frozen_epochs']} epochs training the head on {cache}",
+        "augmentation": f"{views}, with {augment}",
+    }  # fmt: skip
+
+
 def render_card(run_dir: Path, rows, heldout: dict) -> str:
     config = read_config(run_dir)
     state = json.loads((run_dir / "state.json").read_text())
@@ -71,7 +93,7 @@ def render_card(run_dir: Path, rows, heldout: dict) -> str:
         n_heldout=heldout["n_images"],
         split_table=split_table(rows),
         duration=f"about {round(seconds / 60 / 5) * 5} minutes of training",
-        frozen_epochs=config.training["frozen_epochs"],
+        **recipe(config),
         finetune_epochs=config.training["finetune_epochs"],
         best_epoch=config.metrics["best_epoch"],
         epochs_run=len(state["history"]),
