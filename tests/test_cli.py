@@ -140,6 +140,10 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
         (["train", "--data", ".", "--output", "o", "--head", "big"], "--head"),
         (["train", "--data", ".", "--output", "o", "--reencode", "png:1-5"], "--reencode"),
         (["audit", "--data", "/nonexistent"], "/nonexistent"),
+        (["train", "--output", "o"], "Missing option '--data'"),
+        (["evaluate", "--data", ".", "--output", "o", "--bogus", "x"], "No such option: --bogus"),
+        (["predict", "x.jpg", "--threshold", "abc"], "Invalid value for '--threshold'"),
+        (["audit", "--data"], "requires an argument"),
     ],
 )
 def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):

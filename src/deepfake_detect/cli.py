@@ -299,6 +299,15 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    """A missing, unknown or malformed option. Typer 0.12-0.2x raise click's exceptions; later
+    versions raise those of their own copy of click, which derive from typer.TyperException."""
+    import click
+
+    kinds = (click.ClickException, getattr(typer, "TyperException", click.ClickException))
+    return isinstance(exc, kinds) and hasattr(exc, "format_message")
+
+
 def main() -> None:
     """Entry point: one-line errors for the user's mistakes, tracebacks only when debugging."""
     try:
@@ -314,13 +323,11 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        typer.echo(f"error: {exc.format_message()} (see deepfake-detect --help)", err=True)
+        sys.exit(exc.exit_code)
     if isinstance(code, int) and code:
         sys.exit(code)
 
