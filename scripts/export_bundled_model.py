@@ -71,10 +71,15 @@ def recipe(config) -> dict[str, str]:
         "none": "no augmentation",
     }[t.get("augment", "paper")]
     cache = "cached frozen features" if t.get("feature_cache", True) else "the frozen backbone"
+    if not t.get("reencode"):
+        raise SystemExit(
+            "the run was trained without --reencode: the card and the q75 held-out"
+            " measurement assume every training image was re-encoded"
+        )
     return {
         "stem_note": " with its stem convolution at stride 1 (full resolution in the first layer)"
         if config.stem_stride == 1 else "",
-        "qualities": (t.get("reencode") or "jpeg:none").partition(":")[2] or "60-95",
+        "qualities": t["reencode"].partition(":")[2],
         "frozen_phase": f"{t['frozen_epochs']} epochs training the head on {cache}",
         "augmentation": f"{views}, with {augment}",
     }  # fmt: skip
