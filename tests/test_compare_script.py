@@ -1,0 +1,60 @@
+"""scripts/compare_models.py: the paired bootstrap behind the README's model comparisons."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepfake_detect.inference import BUNDLED_DIR
+from deepfake_detect.manifest import MANIFEST_NAME, read_manifest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_models.py"
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def compare():
+    spec = importlib.util.spec_from_file_location("compare_models", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_identical_models_differ_by_nothing(compare):
+    rng = np.random.default_rng(1)
+    labels, scores = rng.integers(0, 2, 200), rng.random(200)
+    assert compare.paired_auc_difference(labels, scores, scores, n_resamples=200) == (0, 0, 0)
+
+
+def test_a_clearly_better_model_has_an_interval_above_zero(compare):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 300)
+    good = labels + rng.normal(0, 0.5, 300)  # AUC about 0.92
+    poor = labels + rng.normal(0, 2.0, 300)  # AUC about 0.64
+    diff, low, high = compare.paired_auc_difference(labels, good, poor, n_resamples=500)
+    assert 0 < low < diff < high
+    diff, low, high = compare.paired_auc_difference(labels, poor, good, n_resamples=500)
+    assert low < diff < high < 0
+
+
+def test_one_class_is_an_error(compare):
+    with pytest.raises(ValueError, match="both classes"):
+        compare.paired_auc_difference([1, 1, 1], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not here")
+def test_compares_two_models_on_the_images_of_a_manifest(compare, tmp_path, capsys):
+    rows = read_manifest(BUNDLED_DIR / MANIFEST_NAME)
+    picked = [r for r in rows if r.split == "valid" and r.source == "faces140k-sample"]
+    picked = [r for r in picked if r.label == 0][:4] + [r for r in picked if r.label == 1][:4]
+    manifest = tmp_path / MANIFEST_NAME
+    lines = ["path,sha256,label,source,group,split"]
+    lines += [f"{r.path},{r.sha256},{'fake' if r.label else 'real'},{r.source},{r.group},valid"
+              for r in picked]  # fmt: skip
+    manifest.write_text("\n".join(lines) + "\n")
+    bundled = str(BUNDLED_DIR)
+    argv = [bundled, bundled, "--data", str(SHARED_DATA), "--manifest", str(manifest)]
+    assert compare.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "faces140k-sample" in out and "8 images  +0.0000 [+0.0000, +0.0000]" in out
