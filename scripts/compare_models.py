@@ -23,7 +23,7 @@ def paired_auc_difference(labels, scores_a, scores_b, *, n_resamples=2000, level
     """(AUC(a) - AUC(b), low, high): the difference and its percentile bootstrap interval."""
     labels, a, b = np.asarray(labels), np.asarray(scores_a), np.asarray(scores_b)
     if len(set(labels.tolist())) < 2:
-        raise ValueError("both classes are needed for ROC-AUC")
+        raise ValueError("both classes are needed for ROC-AUC (a source has only one)")
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n_resamples):
@@ -37,6 +37,16 @@ def paired_auc_difference(labels, scores_a, scores_b, *, n_resamples=2000, level
 
 
 def main(argv: list[str] | None = None) -> int:
+    from deepfake_detect.errors import DetectorError
+
+    try:
+        return compare(argv)
+    except (DetectorError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def compare(argv: list[str] | None) -> int:
     from deepfake_detect.datasets import ImageRecord
     from deepfake_detect.evaluation import score_records
     from deepfake_detect.inference import BUNDLED_DIR, load_detector
@@ -51,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jpeg-quality", type=int, default=75)
     args = p.parse_args(argv)
 
+    if not args.data.is_dir():
+        raise ValueError(f"{args.data}: no such data folder")
     rows = [r for r in read_manifest(args.manifest) if r.split == args.split]
+    if not rows:
+        raise ValueError(f"{args.manifest}: no images in the {args.split} split")
     records = [ImageRecord(args.data / r.path, r.label, r.source, r.group) for r in rows]
     labels = np.array([r.label for r in rows])
     sources = np.array([r.source for r in rows])

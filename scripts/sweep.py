@@ -29,10 +29,11 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    spec = json.loads(args.candidates.read_text())
-    base, candidates = spec["base"], spec["candidates"]
-    if args.only:
-        candidates = {k: v for k, v in candidates.items() if k in args.only}
+    try:
+        base, candidates = read_candidates(args.candidates, args.only)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     queue = list(candidates.items())
@@ -60,6 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_table(results)
     return 0
+
+
+def read_candidates(path: Path, only: list[str] | None) -> tuple[list[str], dict[str, list]]:
+    """The shared options and the named candidates' own; ValueError for a malformed file."""
+    spec = json.loads(path.read_text())
+    base, candidates = spec.get("base"), spec.get("candidates")
+    if not isinstance(base, list) or not isinstance(candidates, dict) or not candidates:
+        raise ValueError(f"{path}: needs a 'base' list of options and a 'candidates' object")
+    unknown = sorted(set(only or ()) - set(candidates))
+    if unknown:
+        raise ValueError(f"{path}: no candidate named {', '.join(unknown)}")
+    return base, {k: v for k, v in candidates.items() if not only or k in only}
 
 
 def parse_args(argv):

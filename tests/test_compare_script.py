@@ -1,24 +1,20 @@
 """scripts/compare_models.py: the paired bootstrap behind the README's model comparisons."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from deepfake_detect.inference import BUNDLED_DIR
 from deepfake_detect.manifest import MANIFEST_NAME, read_manifest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_models.py"
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("compare_models", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare_models")
 
 
 def test_identical_models_differ_by_nothing(compare):
@@ -58,3 +54,18 @@ def test_compares_two_models_on_the_images_of_a_manifest(compare, tmp_path, caps
     assert compare.main(argv) == 0
     out = capsys.readouterr().out
     assert "faces140k-sample" in out and "8 images  +0.0000 [+0.0000, +0.0000]" in out
+
+
+def test_bad_inputs_are_one_line_errors(compare, tmp_path, capsys):
+    bundled = str(BUNDLED_DIR)
+    empty = tmp_path / MANIFEST_NAME
+    empty.write_text("path,sha256,label,source,group,split\n")
+    cases = [
+        ([str(tmp_path / "nope"), bundled, "--data", str(tmp_path)], "model not found"),
+        ([bundled, bundled, "--data", str(tmp_path / "nope")], "no such data folder"),
+        ([bundled, bundled, "--data", str(tmp_path), "--manifest", str(empty)], "no images"),
+    ]
+    for argv, message in cases:
+        assert compare.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err

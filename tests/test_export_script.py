@@ -1,21 +1,14 @@
 """scripts/export_bundled_model.py: the model card's recipe comes from config.json."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from conftest import load_script
 
 from deepfake_detect.checkpoint import ModelConfig
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "export_bundled_model.py"
 
 
 @pytest.fixture(scope="module")
 def export():
-    spec = importlib.util.spec_from_file_location("export_bundled_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("export_bundled_model")
 
 
 def config(**training) -> ModelConfig:

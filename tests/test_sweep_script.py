@@ -3,14 +3,12 @@ deadline, and checked against a committed split manifest. `deepfake-detect` is r
 stand-in that writes what the real commands write, so the test takes seconds."""
 
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "sweep.py"
+from conftest import load_script
 
 # The stand-in: `train` writes history.csv and split.csv (sleeping for --finetune-epochs
 # seconds); `evaluate` writes valid75/metrics.json, source a's AUC being the run's --lr.
@@ -41,10 +39,7 @@ else:
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("sweep")
 
 
 @pytest.fixture
@@ -99,3 +94,26 @@ def test_split_differences_counts_moved_and_extra_images(sweep, tmp_path):
         writer.writerows([["path", "split"], ["/x/s/real/1.png", "train"],
                           ["/x/s/fake/2.jpg", "valid"], ["/x/s/fake/3.jpg", "train"]])  # fmt: skip
     assert sweep.split_differences(run_split, manifest) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "only", "message"),
+    [
+        (None, None, "No such file"),
+        ("{not json", None, "Expecting property name"),
+        ('{"base": []}', None, "needs a 'base' list of options and a 'candidates' object"),
+        ('{"base": [], "candidates": {"a": []}}', ["b"], "no candidate named b"),
+    ],
+)
+def test_a_bad_candidates_file_is_one_line_and_starts_nothing(
+    sweep, tmp_path, capsys, content, only, message
+):
+    spec = tmp_path / "candidates.json"
+    if content is not None:
+        spec.write_text(content)
+    out = tmp_path / "sweep"
+    argv = ["--data", "/data", "--out", str(out), "--candidates", str(spec)]
+    assert sweep.main(argv + (["--only", *only] if only else [])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
