@@ -15,8 +15,11 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from deepfake_detect.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_config
+import torch
+
+from deepfake_detect.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_tensors, read_config
 from deepfake_detect.datasets import read_split_csv
+from deepfake_detect.ensemble import member_config
 from deepfake_detect.inference import BUNDLED_DIR
 from deepfake_detect.manifest import MANIFEST_NAME, manifest_rows, write_manifest
 
@@ -77,18 +80,83 @@ def recipe(config) -> dict[str, str]:
             " measurement assume every training image was re-encoded"
         )
     return {
-        "stem_note": " with its stem convolution at stride 1 (full resolution in the first layer)"
-        if config.stem_stride == 1 else "",
         "qualities": t["reencode"].partition(":")[2],
         "frozen_phase": f"{t['frozen_epochs']} epochs training the head on {cache}",
         "augmentation": f"{views}, with {augment}",
     }  # fmt: skip
 
 
+HEAD_WORDS = {
+    "paper": "Linear 512 + ReLU, Dropout 0.5, Linear 128 + ReLU, Dropout 0.5, Linear 64 + ReLU, "
+    "Linear 1",
+    "linear": "Linear 1",
+}
+
+
+def network(config) -> str:
+    stem = " with its stem convolution at stride 1" if config.stem_stride == 1 else ""
+    return f"`{config.backbone}` (timm){stem} + head `{config.head}` ({HEAD_WORDS[config.head]})"
+
+
+def member_recipe(config, run_dir: Path) -> tuple[str, float]:
+    """One network's recipe in words, and its training time in seconds (from state.json)."""
+    state = json.loads((run_dir / "state.json").read_text())
+    words = recipe(config)
+    t = config.training
+    text = (
+        f"ImageNet weights, then {words['frozen_phase']}, then fine-tuning the whole network "
+        f"(BatchNorm statistics frozen) for up to {t['finetune_epochs']} epochs on "
+        f"{words['augmentation']}, AdamW, cosine schedule, best epoch by validation "
+        f"{t.get('select_by', 'loss')} (epoch {config.metrics['best_epoch']} of "
+        f"{len(state['history'])})"
+    )
+    return text, sum(t["seconds"] for t in state["timings"])
+
+
+def minutes(seconds: float) -> str:
+    return f"about {round(seconds / 60 / 5) * 5} minutes of training"
+
+
+def describe(config, run_dir: Path) -> dict[str, str]:
+    """The card's architecture, recipe and JPEG qualities, for one network or an ensemble."""
+    script = "`scripts/train_default_model.sh`"
+    if not config.members:
+        text, seconds = member_recipe(config, run_dir)
+        return {
+            "architecture": f"{network(config)}; sigmoid of the logit = P(fake)",
+            "recipe_text": f"Recipe ({script}, {minutes(seconds)} on a 2-core CPU): {text}.",
+            "qualities": recipe(config)["qualities"],
+        }
+    members = [(member_config(config, m), Path(m["run"])) for m in config.members]
+    parts = [member_recipe(c, d) for c, d in members]
+    qualities = {recipe(c)["qualities"] for c, _ in members}
+    nets = [network(c) for c, _ in members]
+    lines = [
+        f"Recipe ({script}, {minutes(sum(s for _, s in parts))} on a 2-core CPU): "
+        f"{len(members)} networks trained on the same split, then combined by "
+        "`deepfake-detect ensemble`, which chose the threshold on the validation split.",
+        "",
+        *(f"- `{d.name}`: {text}." for (_, d), (text, _) in zip(members, parts, strict=True)),
+    ]
+    return {
+        "architecture": f"the mean of the logits of {len(members)} networks, "
+        + (f"each {nets[0]}" if len(set(nets)) == 1 else "; ".join(nets))
+        + "; sigmoid of the mean logit = P(fake)",
+        "recipe_text": "\n".join(lines),
+        "qualities": " and ".join(sorted(qualities)),
+    }
+
+
+def weights_dtype(model_dir: Path) -> str:
+    """How the weights are stored: float16 halves the file; the model computes in float32."""
+    dtypes = {t.dtype for t in load_tensors(model_dir / WEIGHTS_NAME).values()}
+    if torch.float16 in dtypes:
+        return "float16, computed in float32"
+    return "float32"
+
+
 def render_card(run_dir: Path, rows, heldout: dict) -> str:
     config = read_config(run_dir)
-    state = json.loads((run_dir / "state.json").read_text())
-    seconds = sum(t["seconds"] for t in state["timings"])
     per_source = heldout["per_source"]
     table = [metrics_row(s, m) for s, m in per_source.items()] + [metrics_row("all", heldout)]
     return TEMPLATE.read_text().format(
@@ -97,11 +165,8 @@ def render_card(run_dir: Path, rows, heldout: dict) -> str:
         n_train=sum(r.split == "train" for r in rows),
         n_heldout=heldout["n_images"],
         split_table=split_table(rows),
-        duration=f"about {round(seconds / 60 / 5) * 5} minutes of training",
-        **recipe(config),
-        finetune_epochs=config.training["finetune_epochs"],
-        best_epoch=config.metrics["best_epoch"],
-        epochs_run=len(state["history"]),
+        weights_dtype=weights_dtype(run_dir),
+        **describe(config, run_dir),
         metrics_rows="\n".join(table),
         target_note=target_note(heldout),
     )

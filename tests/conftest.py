@@ -13,6 +13,26 @@ from PIL import Image
 
 IMAGE_SIZE = 32
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+TINY = dict(
+    backbone="test_efficientnet",
+    pretrained=False,
+    image_size=32,
+    frozen_epochs=3,
+    finetune_epochs=4,
+    batch_size=16,
+    lr=3e-3,
+    finetune_lr=1e-3,
+    patience=10,
+    workers=0,
+    progress=False,
+)
+
+
+def tiny_options(data: Path, output: Path, **changes):
+    """Options of a tiny CPU training run (a few seconds) on a synthetic dataset."""
+    from deepfake_detect.training import TrainOptions
+
+    return TrainOptions(data=[data], output=output, **{**TINY, **changes})
 
 
 def load_script(name: str) -> ModuleType:

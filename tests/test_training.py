@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_options
 from safetensors.torch import load_file
 
 from deepfake_detect.checkpoint import read_config
@@ -20,25 +21,7 @@ from deepfake_detect.errors import DataError, ModelError
 from deepfake_detect.evaluation import evaluate, evaluation_records
 from deepfake_detect.inference import load_detector
 from deepfake_detect.models import build_model
-from deepfake_detect.training import TrainOptions, train
-
-TINY = dict(
-    backbone="test_efficientnet",
-    pretrained=False,
-    image_size=32,
-    frozen_epochs=3,
-    finetune_epochs=4,
-    batch_size=16,
-    lr=3e-3,
-    finetune_lr=1e-3,
-    patience=10,
-    workers=0,
-    progress=False,
-)
-
-
-def tiny_options(data: Path, output: Path, **changes) -> TrainOptions:
-    return TrainOptions(data=[data], output=output, **{**TINY, **changes})
+from deepfake_detect.training import train
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,7 @@ class ModelConfig:
     package_version: str = __version__
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    members: list[dict[str, Any]] = field(default_factory=list)  # an ensemble's networks
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -77,6 +78,12 @@ class ModelConfig:
             raise ModelError(f"temperature must be positive, got {self.temperature}")
         if self.class_names != ("real", "fake"):
             raise ModelError(f"class names must be ('real', 'fake'), got {self.class_names}")
+        if self.members and (
+            len(self.members) < 2
+            or not all(isinstance(m, dict) and isinstance(m.get("backbone"), str)
+                       for m in self.members)
+        ):  # fmt: skip
+            raise ModelError("members must list two or more networks, each naming its backbone")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -157,6 +157,36 @@ def train(
 
 
 @app.command()
+def ensemble(
+    models: Annotated[
+        list[Path], typer.Option("--model", help="Run folder of a member; two or more.")
+    ],
+    output: Annotated[Path, typer.Option("--output", help="Model folder to create.")],
+    half: Annotated[
+        bool, typer.Option("--half/--float32", help="Store the weights as float16 (half size).")
+    ] = True,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    workers: Annotated[int, typer.Option(help="Image decoding processes.")] = 2,
+    device: DeviceOption = "auto",
+) -> None:
+    """Combine trained runs into one model: mean of their logits, threshold chosen on validation.
+
+    The members must share their split and preprocessing (train them with the same --data,
+    --seed, fractions and --image-size).
+    """
+    from deepfake_detect.ensemble import build_ensemble
+
+    config = build_ensemble(
+        models, output, half=half, batch_size=batch_size, workers=workers, device=device
+    )
+    m = config.metrics
+    typer.echo(
+        f"ensemble of {len(config.members)} in {output}: validation accuracy {m['accuracy']:.4f}, "
+        f"ROC-AUC {_fmt(m['roc_auc'])}, threshold {config.threshold:.4f}"
+    )
+
+
+@app.command()
 def audit(
     data: DataOption,
     output: Annotated[

@@ -1,0 +1,148 @@
+"""Ensembles: two tiny runs combined into one model folder that every command loads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_options
+from safetensors.torch import load_file
+
+from deepfake_detect.checkpoint import read_config
+from deepfake_detect.datasets import read_split_csv
+from deepfake_detect.ensemble import build_ensemble
+from deepfake_detect.errors import DataError, ModelError
+from deepfake_detect.evaluation import evaluation_records
+from deepfake_detect.inference import load_detector
+from deepfake_detect.training import train
+
+FAST = dict(frozen_epochs=2, finetune_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def members(multi_source_data, tmp_path_factory) -> list[Path]:
+    """Two runs on the same split with different recipes (heads)."""
+    root = tmp_path_factory.mktemp("members")
+    runs = [root / "paper", root / "linear"]
+    train(tiny_options(multi_source_data, runs[0], **FAST))
+    train(tiny_options(multi_source_data, runs[1], head="linear", **FAST))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def ensemble_dir(members, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("ens") / "pair"
+    build_ensemble(members, output, workers=0, device="cpu")
+    return output
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def test_ensemble_scores_are_the_mean_of_member_logits(members, ensemble_dir, multi_source_data):
+    images = sorted((multi_source_data / "alpha" / "fake").iterdir())[:4]
+    images += sorted((multi_source_data / "beta" / "real").iterdir())[:4]
+    member_logits = [
+        logit(np.array([p.score for p in load_detector(m, device="cpu").score(images)]))
+        for m in members
+    ]
+    ensemble = load_detector(ensemble_dir, device="cpu")
+    scores = np.array([p.score for p in ensemble.score(images)])
+    expected = np.mean(member_logits, axis=0)
+    assert np.allclose(logit(scores), expected, atol=0.02)  # float16 weights, float32 compute
+    assert not np.allclose(member_logits[0], member_logits[1])  # two different models
+
+
+def test_ensemble_folder_records_members_split_and_threshold(members, ensemble_dir):
+    config = read_config(ensemble_dir)
+    assert config.backbone == "ensemble" and config.head == "mean-logit"
+    assert [m["head"] for m in config.members] == ["paper", "linear"]
+    assert [m["weights_sha256"] for m in config.members] == [
+        read_config(m).weights_sha256 for m in members
+    ]
+    assert 0.0 <= config.threshold <= 1.0 and config.metrics["roc_auc"] >= 0.9
+    assert config.metrics["n_images"] == sum(
+        r.split == "valid" for r in read_split_csv(members[0] / "split.csv")
+    )
+    split = {(r.path, r.split) for r in read_split_csv(ensemble_dir / "split.csv")}
+    assert split == {(r.path, r.split) for r in read_split_csv(members[0] / "split.csv")}
+
+
+def test_weights_are_stored_as_float16_and_half_the_size(members, ensemble_dir, tmp_path):
+    dtypes = {t.dtype for t in load_file(ensemble_dir / "model.safetensors").values()}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    full = tmp_path / "full"
+    build_ensemble(members, full, half=False, workers=0, device="cpu")
+    half_size = (ensemble_dir / "model.safetensors").stat().st_size
+    assert half_size < 0.6 * (full / "model.safetensors").stat().st_size
+
+
+def test_evaluate_finds_the_members_test_split(ensemble_dir, members, multi_source_data):
+    detector = load_detector(ensemble_dir, device="cpu")
+    records = evaluation_records([multi_source_data], "test", detector.model_dir)
+    expected = {r.path for r in read_split_csv(members[0] / "split.csv") if r.split == "test"}
+    assert {r.path for r in records} == expected
+
+
+def copy_run(run: Path, target: Path) -> Path:
+    shutil.copytree(run, target)
+    return target
+
+
+def test_refuses_members_that_cannot_be_combined(members, ensemble_dir, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ModelError, match="at least two"):
+        build_ensemble(members[:1], out)
+    other_size = copy_run(members[1], tmp_path / "size")
+    config = json.loads((other_size / "config.json").read_text())
+    (other_size / "config.json").write_text(json.dumps({**config, "image_size": 64}))
+    with pytest.raises(ModelError, match="image_size 64 differs"):
+        build_ensemble([members[0], other_size], out)
+    with pytest.raises(ModelError, match="is an ensemble itself"):
+        build_ensemble([members[0], ensemble_dir], out)
+    no_split = copy_run(members[1], tmp_path / "nosplit")
+    (no_split / "split.csv").unlink()
+    with pytest.raises(DataError, match="no split.csv"):
+        build_ensemble([members[0], no_split], out)
+    other_split = copy_run(members[1], tmp_path / "othersplit")
+    lines = (other_split / "split.csv").read_text().splitlines()
+    moved = next(i for i, line in enumerate(lines) if line.endswith(",test"))
+    lines[moved] = lines[moved].removesuffix(",test") + ",train"
+    (other_split / "split.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="another split"):
+        build_ensemble([members[0], other_split], out)
+    assert not out.exists()
+
+
+def test_refuses_a_used_output_and_leaves_it_alone(members, tmp_path):
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not an empty folder"):
+        build_ensemble(members, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_cli_builds_an_ensemble_and_reports_bad_input_in_one_line(members, tmp_path):
+    cli = [sys.executable, "-m", "deepfake_detect.cli"]
+    out = tmp_path / "cli"
+    args = ["ensemble", "--model", str(members[0]), "--model", str(members[1])]
+    done = subprocess.run([*cli, *args, "--output", str(out), "--workers", "0", "--device", "cpu"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "ensemble of 2" in done.stdout and (out / "config.json").is_file()
+    bad = subprocess.run([*cli, "ensemble", "--model", str(members[0]), "--output",
+                          str(tmp_path / "x")], capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "error: an ensemble needs at least two --model folders"
+    ]
+    assert not (tmp_path / "x").exists()
