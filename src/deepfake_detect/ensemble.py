@@ -167,14 +167,15 @@ def build_ensemble(
             for c, d in pairs
         ],
     )
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    if half:  # round the weights first, so the threshold is chosen for the stored model
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        net.load_state_dict(state)
     valid = select(split, "valid")
     scores, labels = validation_scores(net, first, valid, batch_size, workers, torch_device)
     config.threshold = choose_threshold(labels, scores)
     config.metrics = compute_metrics(labels, scores, config.threshold, n_bootstrap=200)
     config.metrics["selected_by"] = "each member's own validation choice"
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     try:  # the split first: a folder with a config.json is a finished model
