@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_options
+from conftest import load_script, tiny_options
 from safetensors.torch import load_file
 
 from deepfake_detect.checkpoint import read_config
@@ -146,3 +146,18 @@ def test_cli_builds_an_ensemble_and_reports_bad_input_in_one_line(members, tmp_p
         "error: an ensemble needs at least two --model folders"
     ]
     assert not (tmp_path / "x").exists()
+
+
+def test_inference_benchmark_prints_both_rates_and_their_ratio(
+    members, ensemble_dir, multi_source_data, capsys
+):
+    bench = load_script("bench_inference")
+    images = str(multi_source_data / "alpha" / "fake")
+    args = [str(ensemble_dir), str(members[0]), "--images", images, "--repeat", "1"]
+    assert bench.main([*args, "--rounds", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{ensemble_dir}: ") and "images/s" in out[0]
+    assert out[-1].startswith("speed ratio") and float(out[-1].rsplit(" ", 1)[1]) > 0
+    assert bench.main([*args, "--repeat", "0"]) == 2
+    assert bench.main([str(ensemble_dir / "missing"), str(members[0])]) == 2
+    assert "model not found" in capsys.readouterr().err
