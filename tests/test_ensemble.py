@@ -22,7 +22,7 @@ from deepfake_detect.evaluation import evaluation_records
 from deepfake_detect.inference import load_detector
 from deepfake_detect.training import train
 
-FAST = dict(frozen_epochs=2, finetune_epochs=1)
+FAST = dict(frozen_epochs=2, finetune_epochs=1, reencode="jpeg:60-95")
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +161,32 @@ def test_inference_benchmark_prints_both_rates_and_their_ratio(
     assert bench.main([*args, "--repeat", "0"]) == 2
     assert bench.main([str(ensemble_dir / "missing"), str(members[0])]) == 2
     assert "model not found" in capsys.readouterr().err
+
+
+def test_export_script_bundles_an_ensemble_with_its_card(
+    ensemble_dir, members, multi_source_data, tmp_path, monkeypatch
+):
+    from deepfake_detect.evaluation import evaluate
+
+    export = load_script("export_bundled_model")
+    detector = load_detector(ensemble_dir, device="cpu")
+    records = evaluation_records([multi_source_data], "test", detector.model_dir)
+    evaluate(detector, records, tmp_path / "heldout", jpeg_quality=75)
+    bundled = tmp_path / "bundled"
+    monkeypatch.setattr(export, "BUNDLED_DIR", bundled)
+    argv = [
+        "export",
+        str(ensemble_dir),
+        str(multi_source_data),
+        "--eval",
+        str(tmp_path / "heldout"),
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    export.main()
+    assert (
+        load_detector(bundled, device="cpu").config.weights_sha256 == detector.config.weights_sha256
+    )
+    card = (bundled / "MODEL_CARD.md").read_text()
+    assert "the mean of the logits of 2 networks" in card and "float16" in card
+    assert f"- `{members[0].name}`:" in card and f"- `{members[1].name}`:" in card
+    assert "{" not in card  # every placeholder filled
