@@ -21,8 +21,9 @@ def images_per_second(detector, inputs: list, batch_size: int, rounds: int) -> f
         start = time.perf_counter()
         predictions = detector.score(inputs, batch_size=batch_size)
         best = min(best, time.perf_counter() - start)
-        if any(p.error for p in predictions):
-            raise ValueError(f"an image could not be scored: {predictions[0].error}")
+        failed = next((p.error for p in predictions if p.error), None)
+        if failed:
+            raise ValueError(f"an image could not be scored: {failed}")
     return len(inputs) / best
 
 
@@ -40,8 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
     try:
-        if args.repeat < 1 or args.rounds < 1:
-            raise ValueError("--repeat and --rounds must be at least 1")
+        if (
+            min(
+                args.repeat,
+                args.rounds,
+                args.batch_size,
+                1 if args.threads is None else args.threads,
+            )
+            < 1
+        ):
+            raise ValueError("--repeat, --rounds, --batch-size and --threads must be at least 1")
+        if Path(args.model_a).resolve() == Path(args.model_b).resolve():
+            raise ValueError("give two different models")
         import torch
 
         if args.threads:

@@ -98,9 +98,21 @@ def network(config) -> str:
     return f"`{config.backbone}` (timm){stem} + head `{config.head}` ({HEAD_WORDS[config.head]})"
 
 
-def member_recipe(config, run_dir: Path) -> tuple[str, float]:
-    """One network's recipe in words, and its training time in seconds (from state.json)."""
-    state = json.loads((run_dir / "state.json").read_text())
+def run_facts(run_dir: Path, member: dict | None) -> tuple[int, float]:
+    """Epochs run and training seconds: an ensemble records them per member; a run's
+    state.json holds them."""
+    if member and "epochs_run" in member:
+        return member["epochs_run"], member["training_seconds"]
+    path = run_dir / "state.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing; the card needs the run's epochs and training time")
+    state = json.loads(path.read_text())
+    return len(state["history"]), sum(t["seconds"] for t in state["timings"])
+
+
+def member_recipe(config, run_dir: Path, member: dict | None = None) -> tuple[str, float]:
+    """One network's recipe in words, and its training time in seconds."""
+    epochs_run, seconds = run_facts(run_dir, member)
     words = recipe(config)
     t = config.training
     text = (
@@ -108,9 +120,9 @@ def member_recipe(config, run_dir: Path) -> tuple[str, float]:
         f"(BatchNorm statistics frozen) for up to {t['finetune_epochs']} epochs on "
         f"{words['augmentation']}, AdamW, cosine schedule, best epoch by validation "
         f"{t.get('select_by', 'loss')} (epoch {config.metrics['best_epoch']} of "
-        f"{len(state['history'])})"
+        f"{epochs_run})"
     )
-    return text, sum(t["seconds"] for t in state["timings"])
+    return text, seconds
 
 
 def minutes(seconds: float) -> str:
@@ -128,7 +140,7 @@ def describe(config, run_dir: Path) -> dict[str, str]:
             "qualities": recipe(config)["qualities"],
         }
     members = [(member_config(config, m), Path(m["run"])) for m in config.members]
-    parts = [member_recipe(c, d) for c, d in members]
+    parts = [member_recipe(c, d, m) for (c, d), m in zip(members, config.members, strict=True)]
     qualities = {recipe(c)["qualities"] for c, _ in members}
     nets = [network(c) for c, _ in members]
     lines = [
@@ -179,18 +191,27 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, required=True, help="held-out evaluate folder")
     args = parser.parse_args()
     read_config(args.run_dir)  # refuses anything that is not a finished, loadable model folder
-    heldout = json.loads((args.eval / "metrics.json").read_text())
-    rows = manifest_rows(read_split_csv(args.run_dir / "split.csv"), args.data_root)
-    BUNDLED_DIR.mkdir(exist_ok=True)
-    for name in (WEIGHTS_NAME, CONFIG_NAME):
-        shutil.copyfile(args.run_dir / name, BUNDLED_DIR / name)
-    write_manifest(rows, BUNDLED_DIR / MANIFEST_NAME)
-    (BUNDLED_DIR / "heldout_metrics.json").write_text(json.dumps(heldout, indent=2) + "\n")
-    (BUNDLED_DIR / "MODEL_CARD.md").write_text(render_card(args.run_dir, rows, heldout))
-    size = sum((BUNDLED_DIR / n).stat().st_size for n in (WEIGHTS_NAME, CONFIG_NAME))
-    print(f"bundled model in {BUNDLED_DIR}: model files {size / 1e6:.1f} MB")
+    size = sum((args.run_dir / n).stat().st_size for n in (WEIGHTS_NAME, CONFIG_NAME))
     if size > LIMIT_BYTES:
         raise SystemExit(f"the model files are {size / 1e6:.1f} MB, over the 25 MB limit")
+    heldout = json.loads((args.eval / "metrics.json").read_text())
+    rows = manifest_rows(read_split_csv(args.run_dir / "split.csv"), args.data_root)
+    card = render_card(args.run_dir, rows, heldout)  # every check before anything is written
+    # Build the new folder beside the old one, then swap: never half an old, half a new model.
+    staging, old = BUNDLED_DIR.with_name(".bundled.new"), BUNDLED_DIR.with_name(".bundled.old")
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging.mkdir()
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        shutil.copyfile(args.run_dir / name, staging / name)
+    write_manifest(rows, staging / MANIFEST_NAME)
+    (staging / "heldout_metrics.json").write_text(json.dumps(heldout, indent=2) + "\n")
+    (staging / "MODEL_CARD.md").write_text(card)
+    if BUNDLED_DIR.exists():
+        BUNDLED_DIR.rename(old)
+    staging.rename(BUNDLED_DIR)
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"bundled model in {BUNDLED_DIR}: model files {size / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import load_script, tiny_options
+from conftest import load_script, synthetic_image, tiny_options
 from safetensors.torch import load_file
 
 from deepfake_detect.checkpoint import read_config
@@ -27,11 +27,12 @@ FAST = dict(frozen_epochs=2, finetune_epochs=1, reencode="jpeg:60-95")
 
 @pytest.fixture(scope="module")
 def members(multi_source_data, tmp_path_factory) -> list[Path]:
-    """Two runs on the same split with different recipes (heads)."""
+    """Two runs on the same split with different recipes (heads). Seed 3, not the default:
+    only the recorded split.csv, not a re-made default split, finds their test images."""
     root = tmp_path_factory.mktemp("members")
     runs = [root / "paper", root / "linear"]
-    train(tiny_options(multi_source_data, runs[0], **FAST))
-    train(tiny_options(multi_source_data, runs[1], head="linear", **FAST))
+    train(tiny_options(multi_source_data, runs[0], seed=3, **FAST))
+    train(tiny_options(multi_source_data, runs[1], head="linear", seed=3, **FAST))
     return runs
 
 
@@ -58,7 +59,8 @@ def test_ensemble_scores_are_the_mean_of_member_logits(members, ensemble_dir, mu
     scores = np.array([p.score for p in ensemble.score(images)])
     expected = np.mean(member_logits, axis=0)
     assert np.allclose(logit(scores), expected, atol=0.02)  # float16 weights, float32 compute
-    assert not np.allclose(member_logits[0], member_logits[1])  # two different models
+    assert np.abs(member_logits[0] - member_logits[1]).max() > 0.5  # two different models
+    assert all(p.dtype == torch.float32 for p in ensemble.net.parameters())
 
 
 def test_ensemble_folder_records_members_split_and_threshold(members, ensemble_dir):
@@ -108,9 +110,17 @@ def test_refuses_members_that_cannot_be_combined(members, ensemble_dir, tmp_path
         build_ensemble([members[0], other_size], out)
     with pytest.raises(ModelError, match="is an ensemble itself"):
         build_ensemble([members[0], ensemble_dir], out)
+    with pytest.raises(ModelError, match="the same model as"):
+        build_ensemble([members[1], copy_run(members[1], tmp_path / "twin")], out)
+    plain = copy_run(members[1], tmp_path / "plain")
+    config = json.loads((plain / "config.json").read_text())
+    config["training"]["reencode"] = None
+    (plain / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="trained with --reencode None"):
+        build_ensemble([members[0], plain], out)
     no_split = copy_run(members[1], tmp_path / "nosplit")
     (no_split / "split.csv").unlink()
-    with pytest.raises(DataError, match="no split.csv"):
+    with pytest.raises(DataError, match="no split.csv and no split of its own"):
         build_ensemble([members[0], no_split], out)
     other_split = copy_run(members[1], tmp_path / "othersplit")
     lines = (other_split / "split.csv").read_text().splitlines()
@@ -190,3 +200,68 @@ def test_export_script_bundles_an_ensemble_with_its_card(
     assert "the mean of the logits of 2 networks" in card and "float16" in card
     assert f"- `{members[0].name}`:" in card and f"- `{members[1].name}`:" in card
     assert "{" not in card  # every placeholder filled
+
+
+def test_threshold_and_metrics_are_those_of_the_stored_model(ensemble_dir, members):
+    """Chosen with the float16-rounded weights, on validation re-encoded as in training."""
+    from deepfake_detect.datasets import select
+    from deepfake_detect.ensemble import validation_scores
+    from deepfake_detect.metrics import choose_threshold
+
+    detector = load_detector(ensemble_dir, device="cpu")
+    first = read_config(members[0])
+    valid = select(read_split_csv(ensemble_dir / "split.csv"), "valid")
+    scores, labels = validation_scores(detector.net, first, valid, 16, 0, detector.device, False)
+    assert detector.threshold == pytest.approx(choose_threshold(labels, scores), abs=1e-6)
+    plain = np.array([p.score for p in detector.score([r.path for r in valid])])
+    assert np.abs(plain - scores).max() > 1e-3  # the re-encoding did change the inputs
+
+
+def test_a_failed_write_leaves_no_output(members, tmp_path, monkeypatch):
+    import deepfake_detect.ensemble as ensemble
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ensemble, "save_model", broken)
+    with pytest.raises(OSError, match="No space"):
+        build_ensemble(members, tmp_path / "out", workers=0, device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_versions_tell_one_network_from_an_ensemble(members, ensemble_dir, tmp_path):
+    single = json.loads((members[0] / "config.json").read_text())
+    assert "members" not in single and single["format_version"] == 1  # older readers load it
+    config = json.loads((ensemble_dir / "config.json").read_text())
+    assert config["format_version"] == 2 and len(config["members"]) == 2
+    for name in ("model.safetensors", "split.csv"):
+        shutil.copyfile(ensemble_dir / name, tmp_path / name)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "format_version": 1}))
+    with pytest.raises(ModelError, match="version 2 is for ensembles"):
+        load_detector(tmp_path)
+    assert all(m["epochs_run"] == 3 and m["training_seconds"] > 0 for m in config["members"])
+
+
+def kaggle_layout(root: Path) -> Path:
+    """The Kaggle 140k folder layout (no CSVs): the dataset brings its own split."""
+    rng = np.random.default_rng(5)
+    base = root / "real_vs_fake" / "real-vs-fake"
+    for split, n in (("train", 24), ("valid", 8), ("test", 8)):
+        for label in ("real", "fake"):
+            folder = base / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                synthetic_image(rng, label == "fake").save(folder / f"{i:03d}.jpg", "JPEG")
+    return root
+
+
+def test_members_trained_on_a_dataset_with_its_own_split(tmp_path):
+    data = kaggle_layout(tmp_path / "kaggle")
+    runs = [tmp_path / "a", tmp_path / "b"]
+    train(tiny_options(data, runs[0], **FAST))
+    train(tiny_options(data, runs[1], head="linear", **FAST))
+    assert not (runs[0] / "split.csv").exists()
+    config = build_ensemble(runs, tmp_path / "ab", workers=0, device="cpu")
+    assert config.metrics["n_images"] == 16
+    split = read_split_csv(tmp_path / "ab" / "split.csv")
+    assert sum(r.split == "test" for r in split) == 16

@@ -58,7 +58,9 @@ def test_an_ensemble_card_names_every_member_and_sums_their_time(export, tmp_pat
          "training": {**config().training, "augment": "flip", "finetune_epochs": 20,
                       "select_by": "auc"}, "metrics": {"best_epoch": 5}},
     ]  # fmt: skip
-    ensemble = ModelConfig(backbone="ensemble", head="mean-logit", image_size=256, members=members)
+    ensemble = ModelConfig(
+        backbone="ensemble", head="mean-logit", image_size=256, members=members, format_version=2
+    )
     words = export.describe(ensemble, tmp_path)
     assert words["architecture"].startswith("the mean of the logits of 2 networks, each `tf_eff")
     assert "about 45 minutes of training" in words["recipe_text"]

@@ -19,7 +19,9 @@ from typing import Any
 from deepfake_detect import __version__
 from deepfake_detect.errors import ModelError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # one network
+ENSEMBLE_FORMAT_VERSION = 2  # several networks (members): readers of version 1 refuse it clearly
+FORMAT_VERSIONS = (FORMAT_VERSION, ENSEMBLE_FORMAT_VERSION)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
@@ -59,10 +61,16 @@ class ModelConfig:
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
         self.class_names = tuple(self.class_names)
-        if self.format_version != FORMAT_VERSION:
+        if self.format_version not in FORMAT_VERSIONS:
             raise ModelError(
                 f"model format version {self.format_version} is not supported "
-                f"(this is deepfake-detect {__version__}, which reads version {FORMAT_VERSION})"
+                f"(this is deepfake-detect {__version__}, which reads versions "
+                f"{', '.join(map(str, FORMAT_VERSIONS))})"
+            )
+        if bool(self.members) != (self.format_version == ENSEMBLE_FORMAT_VERSION):
+            raise ModelError(
+                f"format version {ENSEMBLE_FORMAT_VERSION} is for ensembles (members), "
+                f"version {FORMAT_VERSION} for one network"
             )
         if self.stem_stride is not None and self.stem_stride not in (1, 2):
             raise ModelError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
@@ -86,7 +94,10 @@ class ModelConfig:
             raise ModelError("members must list two or more networks, each naming its backbone")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not self.members:  # a one-network config stays readable by earlier releases
+            del data["members"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
@@ -94,7 +105,7 @@ class ModelConfig:
             raise ModelError("config has no format_version: not a deepfake-detect model config")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
-        if unknown and data["format_version"] == FORMAT_VERSION:
+        if unknown and data["format_version"] in FORMAT_VERSIONS:
             raise ModelError(f"config has unknown fields: {', '.join(unknown)}")
         try:
             return cls(**{k: v for k, v in data.items() if k in known})

@@ -171,14 +171,15 @@ def ensemble(
 ) -> None:
     """Combine trained runs into one model: mean of their logits, threshold chosen on validation.
 
-    The members must share their split and preprocessing (train them with the same --data,
-    --seed, fractions and --image-size).
+    The members must share their split, preprocessing and re-encoding (train them with the same
+    --data, --seed, fractions, --audit, --reencode, backbone family and --image-size).
     """
     from deepfake_detect.ensemble import build_ensemble
 
     config = build_ensemble(
-        models, output, half=half, batch_size=batch_size, workers=workers, device=device
-    )
+        models, output, half=half, batch_size=batch_size, workers=workers, device=device,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
     m = config.metrics
     typer.echo(
         f"ensemble of {len(config.members)} in {output}: validation accuracy {m['accuracy']:.4f}, "

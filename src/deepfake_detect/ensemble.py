@@ -9,6 +9,7 @@ ensemble is an ordinary model folder (config.json + model.safetensors) that ever
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from torch import nn
 
 from deepfake_detect.checkpoint import (
     CONFIG_NAME,
+    ENSEMBLE_FORMAT_VERSION,
     WEIGHTS_NAME,
     ModelConfig,
     load_model_weights,
@@ -29,6 +31,7 @@ from deepfake_detect.checkpoint import (
 from deepfake_detect.datasets import (
     SPLIT_NAME,
     ImageRecord,
+    index_dataset,
     read_split_csv,
     select,
     write_split_csv,
@@ -67,9 +70,20 @@ def member_config(ensemble: ModelConfig, member: dict[str, Any]) -> ModelConfig:
 def check_members(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> None:
     if len(configs) < 2:
         raise ModelError("an ensemble needs at least two --model folders")
+    seen: dict[str, Path] = {}
     for config, path in zip(configs, dirs, strict=True):
         if config.members:
             raise ModelError(f"{path}: is an ensemble itself; give its members instead")
+        if config.weights_sha256 in seen or path.resolve() in seen.values():
+            other = seen.get(config.weights_sha256, path)
+            raise ModelError(f"{path}: the same model as {other}; give different members")
+        seen[config.weights_sha256] = path.resolve()
+        reencode, first = config.training.get("reencode"), configs[0].training.get("reencode")
+        if reencode != first:
+            raise ModelError(
+                f"{path}: trained with --reencode {reencode}, {dirs[0]} with {first}: the "
+                "threshold is chosen on validation images re-encoded as in training"
+            )
         for name in SHARED_FIELDS:
             if getattr(config, name) != getattr(configs[0], name):
                 raise ModelError(
@@ -78,29 +92,48 @@ def check_members(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> None:
                 )
 
 
-def shared_split(dirs: Sequence[Path]) -> list[ImageRecord]:
-    """The members' common split (each run's split.csv, the same for all)."""
-    splits = []
-    for path in dirs:
-        if not (path / SPLIT_NAME).is_file():
-            raise DataError(
-                f"{path}: no {SPLIT_NAME}: the ensemble's threshold is chosen on the members' "
-                "validation split, so members must be training run folders"
-            )
-        records = read_split_csv(path / SPLIT_NAME)
-        splits.append((records, {(r.path.resolve(), r.split) for r in records}))
-    for path, (_, keys) in zip(dirs[1:], splits[1:], strict=True):
-        if keys != splits[0][1]:
+def recorded_split(path: Path, config: ModelConfig) -> list[ImageRecord]:
+    """A run's split: its split.csv, or the data's own (a Kaggle train/valid/test layout)."""
+    if (path / SPLIT_NAME).is_file():
+        return read_split_csv(path / SPLIT_NAME)
+    data = config.training.get("data")
+    records = index_dataset(data) if data else []
+    if not records or any(r.split is None for r in records):
+        raise DataError(
+            f"{path}: no {SPLIT_NAME} and no split of its own in its training data: the "
+            "ensemble's threshold is chosen on the members' validation split"
+        )
+    return records
+
+
+def shared_split(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> list[ImageRecord]:
+    """The members' common split; refused when any member trained on another one."""
+    splits = [recorded_split(d, c) for c, d in zip(configs, dirs, strict=True)]
+    keys = [{(r.path.resolve(), r.split) for r in records} for records in splits]
+    for path, other in zip(dirs[1:], keys[1:], strict=True):
+        if other != keys[0]:
             raise DataError(
                 f"{path}: trained on another split than {dirs[0]}: the ensemble's validation "
                 "images would be training images of a member"
             )
-    if {r.label for r in select(splits[0][0], "valid")} != {0, 1}:
+    if {r.label for r in select(splits[0], "valid")} != {0, 1}:
         raise DataError(f"{dirs[0]}: the validation split needs both real and fake images")
-    return splits[0][0]
+    return splits[0]
 
 
-def validation_scores(net, config: ModelConfig, records, batch_size, workers, device):
+def run_facts(path: Path) -> dict[str, Any]:
+    """What the model card tells of a member's run (epochs, time), kept in config.json."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+        return {
+            "epochs_run": len(state["history"]),
+            "training_seconds": round(sum(t["seconds"] for t in state["timings"]), 1),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def validation_scores(net, config: ModelConfig, records, batch_size, workers, device, progress):
     """Scores of the validation images, transformed as the first member's training did."""
     from deepfake_detect.training import ImageDataset, make_loader, predict_logits
     from deepfake_detect.transforms import EvalTransform, RandomJPEG, TrainTransform, reencode_steps
@@ -110,8 +143,13 @@ def validation_scores(net, config: ModelConfig, records, batch_size, workers, de
     transform = TrainTransform(config, (), jpeg) if jpeg else EvalTransform(config)
     dataset = ImageDataset(records, transform, seed=int(training.get("seed", 0)))
     loader = make_loader(dataset, batch_size, workers)
-    logits, labels = predict_logits(net, loader, device, "valid", progress=False)
+    logits, labels = predict_logits(net, loader, device, "valid", progress)
     return torch.sigmoid(logits).numpy(), labels.numpy().astype(int)
+
+
+def check_output(output: Path) -> None:
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise DataError(f"{output}: exists and is not an empty folder")
 
 
 def build_ensemble(
@@ -122,6 +160,7 @@ def build_ensemble(
     batch_size: int = 32,
     workers: int = 2,
     device: str = "auto",
+    progress: bool = False,
 ) -> ModelConfig:
     """Combine trained run folders into one model folder at output; returns its config.
 
@@ -130,16 +169,21 @@ def build_ensemble(
     computed in float32 when loaded).
     """
     from deepfake_detect.devices import resolve_device
+    from deepfake_detect.inference import resolve_model
     from deepfake_detect.metrics import choose_threshold, compute_metrics
     from deepfake_detect.models import model_from_config
+    from deepfake_detect.training import check_images
 
-    dirs = [Path(d) for d in model_dirs]
+    if batch_size < 1 or workers < 0:
+        raise ValueError("--batch-size must be at least 1 and --workers at least 0")
+    dirs = [resolve_model(d) for d in model_dirs]
     output = Path(output)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise DataError(f"{output}: exists and is not an empty folder")
+    check_output(output)
     configs = [read_config(d) for d in dirs]
     check_members(configs, dirs)
-    split = shared_split(dirs)
+    split = shared_split(configs, dirs)
+    valid = select(split, "valid")
+    check_images(valid, progress)  # a bad file stops here, with its path, not in a worker
     torch_device = resolve_device(device)
     pairs = list(zip(configs, dirs, strict=True))
     members = [model_from_config(c, load_model_weights(d, c)) for c, d in pairs]
@@ -155,27 +199,33 @@ def build_ensemble(
             "combine": "mean of the members' logits",
             "threshold": "chosen on the members' validation split, re-encoded as the first "
             "member's training images were",
-            "members": [str(d) for d in dirs],
+            "members": [str(d.resolve()) for d in dirs],
         },
         members=[
             {
                 **{k: getattr(c, k) for k in MEMBER_FIELDS},
-                "run": str(d),
+                "run": str(d.resolve()),
+                **run_facts(d),
                 "training": c.training,
                 "metrics": c.metrics,
             }
             for c, d in pairs
         ],
+        format_version=ENSEMBLE_FORMAT_VERSION,
     )
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     if half:  # round the weights first, so the threshold is chosen for the stored model
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+            raise ModelError("a weight does not fit in float16: pass --float32")
         net.load_state_dict(state)
-    valid = select(split, "valid")
-    scores, labels = validation_scores(net, first, valid, batch_size, workers, torch_device)
+    scores, labels = validation_scores(
+        net, first, valid, batch_size, workers, torch_device, progress
+    )
     config.threshold = choose_threshold(labels, scores)
     config.metrics = compute_metrics(labels, scores, config.threshold, n_bootstrap=200)
     config.metrics["selected_by"] = "each member's own validation choice"
+    check_output(output)  # again: minutes have passed
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     try:  # the split first: a folder with a config.json is a finished model
