@@ -41,15 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
     try:
-        if (
-            min(
-                args.repeat,
-                args.rounds,
-                args.batch_size,
-                1 if args.threads is None else args.threads,
-            )
-            < 1
-        ):
+        counts = [args.repeat, args.rounds, args.batch_size]
+        if min(counts + ([] if args.threads is None else [args.threads])) < 1:
             raise ValueError("--repeat, --rounds, --batch-size and --threads must be at least 1")
         if Path(args.model_a).resolve() == Path(args.model_b).resolve():
             raise ValueError("give two different models")

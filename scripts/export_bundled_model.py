@@ -19,7 +19,7 @@ import torch
 
 from deepfake_detect.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_tensors, read_config
 from deepfake_detect.datasets import read_split_csv
-from deepfake_detect.ensemble import member_config
+from deepfake_detect.ensemble import member_config, run_facts
 from deepfake_detect.inference import BUNDLED_DIR
 from deepfake_detect.manifest import MANIFEST_NAME, manifest_rows, write_manifest
 
@@ -98,21 +98,12 @@ def network(config) -> str:
     return f"`{config.backbone}` (timm){stem} + head `{config.head}` ({HEAD_WORDS[config.head]})"
 
 
-def run_facts(run_dir: Path, member: dict | None) -> tuple[int, float]:
-    """Epochs run and training seconds: an ensemble records them per member; a run's
-    state.json holds them."""
-    if member and "epochs_run" in member:
-        return member["epochs_run"], member["training_seconds"]
-    path = run_dir / "state.json"
-    if not path.is_file():
-        raise SystemExit(f"{path}: missing; the card needs the run's epochs and training time")
-    state = json.loads(path.read_text())
-    return len(state["history"]), sum(t["seconds"] for t in state["timings"])
-
-
 def member_recipe(config, run_dir: Path, member: dict | None = None) -> tuple[str, float]:
     """One network's recipe in words, and its training time in seconds."""
-    epochs_run, seconds = run_facts(run_dir, member)
+    facts = member if member and "epochs_run" in member else run_facts(run_dir)
+    if not facts:
+        raise SystemExit(f"{run_dir}: no readable state.json, whose epochs and time the card tells")
+    epochs_run, seconds = facts["epochs_run"], facts["training_seconds"]
     words = recipe(config)
     t = config.training
     text = (

@@ -205,16 +205,19 @@ def test_export_script_bundles_an_ensemble_with_its_card(
 def test_threshold_and_metrics_are_those_of_the_stored_model(ensemble_dir, members):
     """Chosen with the float16-rounded weights, on validation re-encoded as in training."""
     from deepfake_detect.datasets import select
-    from deepfake_detect.ensemble import validation_scores
-    from deepfake_detect.metrics import choose_threshold
+    from deepfake_detect.training import threshold_on_validation, validation_transform
+    from deepfake_detect.transforms import EvalTransform, reencode_steps
 
     detector = load_detector(ensemble_dir, device="cpu")
-    first = read_config(members[0])
     valid = select(read_split_csv(ensemble_dir / "split.csv"), "valid")
-    scores, labels = validation_scores(detector.net, first, valid, 16, 0, detector.device, False)
-    assert detector.threshold == pytest.approx(choose_threshold(labels, scores), abs=1e-6)
-    plain = np.array([p.score for p in detector.score([r.path for r in valid])])
-    assert np.abs(plain - scores).max() > 1e-3  # the re-encoding did change the inputs
+    first = read_config(members[0])
+    options = dict(seed=3, batch_size=16, workers=0, device=detector.device, progress=False)
+    reencoded = validation_transform(first, reencode_steps(first.training["reencode"]))
+    threshold, metrics = threshold_on_validation(detector.net, valid, reencoded, **options)
+    assert detector.threshold == pytest.approx(threshold, abs=1e-6)
+    assert detector.config.metrics["loss"] == pytest.approx(metrics["loss"], abs=1e-6)
+    _, plain = threshold_on_validation(detector.net, valid, EvalTransform(first), **options)
+    assert plain["loss"] != pytest.approx(metrics["loss"], abs=1e-4)  # re-encoding mattered
 
 
 def test_a_failed_write_leaves_no_output(members, tmp_path, monkeypatch):

@@ -70,14 +70,14 @@ def member_config(ensemble: ModelConfig, member: dict[str, Any]) -> ModelConfig:
 def check_members(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> None:
     if len(configs) < 2:
         raise ModelError("an ensemble needs at least two --model folders")
-    seen: dict[str, Path] = {}
+    seen: dict[str, Path] = {}  # weights hash -> member
     for config, path in zip(configs, dirs, strict=True):
         if config.members:
             raise ModelError(f"{path}: is an ensemble itself; give its members instead")
-        if config.weights_sha256 in seen or path.resolve() in seen.values():
-            other = seen.get(config.weights_sha256, path)
-            raise ModelError(f"{path}: the same model as {other}; give different members")
-        seen[config.weights_sha256] = path.resolve()
+        key = config.weights_sha256 or str(path.resolve())
+        if key in seen:
+            raise ModelError(f"{path}: the same model as {seen[key]}; give different members")
+        seen[key] = path
         reencode, first = config.training.get("reencode"), configs[0].training.get("reencode")
         if reencode != first:
             raise ModelError(
@@ -133,20 +133,6 @@ def run_facts(path: Path) -> dict[str, Any]:
         return {}
 
 
-def validation_scores(net, config: ModelConfig, records, batch_size, workers, device, progress):
-    """Scores of the validation images, transformed as the first member's training did."""
-    from deepfake_detect.training import ImageDataset, make_loader, predict_logits
-    from deepfake_detect.transforms import EvalTransform, RandomJPEG, TrainTransform, reencode_steps
-
-    training = config.training
-    jpeg = tuple(s for s in reencode_steps(training.get("reencode")) if isinstance(s, RandomJPEG))
-    transform = TrainTransform(config, (), jpeg) if jpeg else EvalTransform(config)
-    dataset = ImageDataset(records, transform, seed=int(training.get("seed", 0)))
-    loader = make_loader(dataset, batch_size, workers)
-    logits, labels = predict_logits(net, loader, device, "valid", progress)
-    return torch.sigmoid(logits).numpy(), labels.numpy().astype(int)
-
-
 def check_output(output: Path) -> None:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise DataError(f"{output}: exists and is not an empty folder")
@@ -170,9 +156,9 @@ def build_ensemble(
     """
     from deepfake_detect.devices import resolve_device
     from deepfake_detect.inference import resolve_model
-    from deepfake_detect.metrics import choose_threshold, compute_metrics
     from deepfake_detect.models import model_from_config
-    from deepfake_detect.training import check_images
+    from deepfake_detect.training import check_images, threshold_on_validation, validation_transform
+    from deepfake_detect.transforms import reencode_steps
 
     if batch_size < 1 or workers < 0:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
@@ -219,11 +205,11 @@ def build_ensemble(
         if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
             raise ModelError("a weight does not fit in float16: pass --float32")
         net.load_state_dict(state)
-    scores, labels = validation_scores(
-        net, first, valid, batch_size, workers, torch_device, progress
-    )
-    config.threshold = choose_threshold(labels, scores)
-    config.metrics = compute_metrics(labels, scores, config.threshold, n_bootstrap=200)
+    transform = validation_transform(first, reencode_steps(first.training.get("reencode")))
+    config.threshold, config.metrics = threshold_on_validation(
+        net, valid, transform, seed=int(first.training.get("seed", 0)), batch_size=batch_size,
+        workers=workers, device=torch_device, progress=progress,
+    )  # fmt: skip
     config.metrics["selected_by"] = "each member's own validation choice"
     check_output(output)  # again: minutes have passed
     created = not output.exists()

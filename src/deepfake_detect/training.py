@@ -257,6 +257,27 @@ def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     return {"val_loss": loss, "val_accuracy": accuracy, "val_auc": auc}
 
 
+def validation_transform(config: ModelConfig, source_steps: Sequence) -> TrainTransform:
+    """Validation images are re-encoded like the training images (at a fixed quality per
+    image), so that neither the best epoch nor the threshold is chosen by file format."""
+    jpeg = tuple(s for s in source_steps if isinstance(s, RandomJPEG))
+    return TrainTransform(config, (), jpeg) if jpeg else EvalTransform(config)
+
+
+def threshold_on_validation(
+    module, records, transform, *, seed, batch_size, workers, device, progress, temperature=1.0
+) -> tuple[float, dict[str, Any]]:
+    """Score the validation images; the threshold of maximum balanced accuracy and the
+    metrics (with bootstrap intervals) at that threshold."""
+    dataset = ImageDataset(records, transform, seed=seed)
+    loader = make_loader(dataset, batch_size, workers)
+    logits, labels = predict_logits(module, loader, device, "valid", progress)
+    scores = torch.sigmoid(logits / temperature).numpy()
+    labels_np = labels.numpy().astype(int)
+    threshold = choose_threshold(labels_np, scores)
+    return threshold, compute_metrics(labels_np, scores, threshold, n_bootstrap=200)
+
+
 def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[ImageRecord]]:
     """Index the data, reuse or make the split, sample the training set.
 
@@ -374,10 +395,7 @@ class Trainer:
             write_split_csv(self.records["made"], self.run_dir / SPLIT_NAME)
 
     def _valid_transform(self):
-        """Validation images are re-encoded like the training images (at a fixed quality per
-        image), so that neither the best epoch nor the threshold is chosen by file format."""
-        jpeg = tuple(s for s in self.source_steps if isinstance(s, RandomJPEG))
-        return TrainTransform(self.config, (), jpeg) if jpeg else EvalTransform(self.config)
+        return validation_transform(self.config, self.source_steps)
 
     def _open_run(self) -> RunState:
         run_dir, options = self.run_dir, self.options
@@ -559,20 +577,11 @@ class Trainer:
         """Best weights, a validation-chosen threshold, config.json, curves; then tidy up."""
         o, state = self.options, self.state
         self.model.load_state_dict(load_best_weights(self.run_dir, state))
-        valid = ImageDataset(self.records["valid"], self.valid_transform, seed=o.seed)
-        logits, labels = predict_logits(
-            self.model,
-            make_loader(valid, o.batch_size, o.workers),
-            self.device,
-            "valid",
-            o.progress,
-        )
-        scores = torch.sigmoid(logits / self.config.temperature).numpy()
-        labels_np = labels.numpy().astype(int)
-        self.config.threshold = choose_threshold(labels_np, scores)
-        self.config.metrics = compute_metrics(
-            labels_np, scores, self.config.threshold, n_bootstrap=200
-        )
+        self.config.threshold, self.config.metrics = threshold_on_validation(
+            self.model, self.records["valid"], self.valid_transform, seed=o.seed,
+            batch_size=o.batch_size, workers=o.workers, device=self.device, progress=o.progress,
+            temperature=self.config.temperature,
+        )  # fmt: skip
         self.config.metrics["best_epoch"] = state.best_epoch
         self.config.metrics["selected_by"] = f"validation {o.select_by}"
         cpu_state = {k: v.cpu() for k, v in self.model.state_dict().items()}
