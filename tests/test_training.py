@@ -253,3 +253,66 @@ def test_training_on_crops_evaluates_on_whole_images(multi_source_data, tmp_path
     assert result.config.training["train_crop"] == 32
     predictions = load_detector(tmp_path / "run").score([next(multi_source_data.rglob("*.png"))])
     assert 0.0 <= predictions[0].score <= 1.0
+
+
+def test_stratified_sampler_gives_every_stratum_an_equal_share():
+    from deepfake_detect.training import StratifiedSampler
+
+    keys = ["small"] * 6 + ["large"] * 30  # 36 draws: 18 each
+    draws = list(StratifiedSampler(keys, torch.Generator().manual_seed(0)))
+    assert len(draws) == len(keys)
+    assert sum(keys[i] == "small" for i in draws) == sum(keys[i] == "large" for i in draws) == 18
+    small = [draws.count(i) for i in range(6)]
+    assert small == [3] * 6  # without replacement, pass after pass
+    large = {i for i in draws if i >= 6}
+    assert len(large) == 18  # a large stratum: 18 different images, none twice
+    again = list(StratifiedSampler(keys, torch.Generator().manual_seed(0)))
+    other = list(StratifiedSampler(keys, torch.Generator().manual_seed(1)))
+    assert again == draws and other != draws
+
+
+@pytest.mark.parametrize("cache_copies", [0, 2])
+def test_balance_sources_feeds_each_source_and_class_equally(
+    multi_source_data, tmp_path, monkeypatch, cache_copies
+):
+    from deepfake_detect import training
+
+    seen: list[list] = []
+
+    class Spy(training.StratifiedSampler):
+        def __iter__(self):
+            order = list(super().__iter__())
+            seen.append([self.keys[i] for i in order])
+            return iter(order)
+
+        def __init__(self, keys, generator):
+            super().__init__(keys, generator)
+            self.keys = list(keys)
+
+    monkeypatch.setattr(training, "StratifiedSampler", Spy)
+    run_dir = tmp_path / "run"
+    train(tiny_options(multi_source_data, run_dir, frozen_epochs=1, finetune_epochs=1,
+                       balance_sources=True, cache_copies=cache_copies))  # fmt: skip
+    assert len(seen) == 2  # one epoch of each phase
+    records = [r for r in read_split_csv(run_dir / "split.csv") if r.split == "train"]
+    sources = {(r.source, r.label) for r in records}
+    assert len(sources) == 4
+    for epoch in seen:  # alpha has 1.5x beta's images, yet each (source, class) gets a quarter
+        counts = [epoch.count(key) for key in sources]
+        assert max(counts) - min(counts) <= 1, counts
+    assert json.loads((run_dir / "options.json").read_text())["balance_sources"] is True
+
+
+def test_resume_accepts_a_run_from_before_an_option_existed(multi_source_data, tmp_path):
+    run_dir = tmp_path / "run"
+    options = dict(frozen_epochs=1, finetune_epochs=0)
+    train(tiny_options(multi_source_data, run_dir, **options))
+    stored = json.loads((run_dir / "options.json").read_text())
+    del stored["balance_sources"]  # written by a release without it
+    (run_dir / "options.json").write_text(json.dumps(stored))
+    (run_dir / "state.json").unlink()  # as if killed before finishing
+    train(tiny_options(multi_source_data, run_dir, resume=True, **options))
+    with pytest.raises(DataError, match="balance_sources False -> True"):
+        (run_dir / "state.json").unlink()
+        train(tiny_options(multi_source_data, run_dir, resume=True, balance_sources=True,
+                           **options))  # fmt: skip

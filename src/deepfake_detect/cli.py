@@ -87,6 +87,10 @@ def train(
     train_size: Annotated[
         int | None, typer.Option(help="Sample N balanced training images.")
     ] = None,
+    balance_sources: Annotated[
+        bool,
+        typer.Option(help="Give every source folder and class an equal share of each epoch."),
+    ] = False,
     augment: Annotated[
         str, typer.Option(help="paper (rotate 10°, shift 10%), flip (mirror only) or none.")
     ] = "paper",
@@ -139,6 +143,7 @@ def train(
         data=data, output=output, backbone=backbone, head=head, stem_stride=stem_stride,
         pretrained=pretrained,
         pretrained_file=pretrained_file, image_size=image_size, train_size=train_size,
+        balance_sources=balance_sources,
         augment=augment, train_crop=train_crop, reencode=reencode, resize_jitter=resize_jitter,
         audit=run_audit,
         frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs,

@@ -11,14 +11,14 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from tqdm.auto import tqdm
 
 from deepfake_detect.checkpoint import (
@@ -87,6 +87,7 @@ class TrainOptions:
     pretrained_file: Path | None = None
     image_size: int | None = None
     train_size: int | None = None
+    balance_sources: bool = False
     augment: str = "paper"
     train_crop: int | None = None
     reencode: str | None = None
@@ -190,12 +191,43 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_019 + epoch)
 
 
-def make_loader(dataset, batch_size, workers=0, generator=None) -> DataLoader:
+class StratifiedSampler(Sampler[int]):
+    """An epoch of len(keys) indices with an equal share for every stratum (key).
+
+    Each stratum is drawn without replacement, pass after pass, so a small stratum is seen more
+    than once an epoch and a large one less than once; the order comes from `generator`.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], generator: torch.Generator) -> None:
+        strata: dict[Hashable, list[int]] = {}
+        for index, key in enumerate(keys):
+            strata.setdefault(key, []).append(index)
+        self.strata = [torch.tensor(strata[key]) for key in sorted(strata)]
+        self.total = len(keys)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self) -> Iterator[int]:
+        g, count = self.generator, len(self.strata)
+        picks = []
+        for number, members in enumerate(self.strata):
+            share = self.total // count + (number < self.total % count)
+            passes = -(-share // len(members))
+            order = [members[torch.randperm(len(members), generator=g)] for _ in range(passes)]
+            picks.append(torch.cat(order)[:share])
+        epoch = torch.cat(picks)
+        return iter(epoch[torch.randperm(len(epoch), generator=g)].tolist())
+
+
+def make_loader(dataset, batch_size, workers=0, generator=None, sampler=None) -> DataLoader:
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=generator is not None,
+        shuffle=generator is not None and sampler is None,
         generator=generator,
+        sampler=sampler,
         num_workers=workers,
     )
 
@@ -345,10 +377,12 @@ def check_same_options(path: Path, options: TrainOptions) -> None:
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable ({exc})") from None
     current = options.to_json()
+    # An option added after the run started counts as given with its default value.
+    defaults = {f.name: f.default for f in fields(TrainOptions)}
     changed = [
-        f"{key} {stored.get(key)!r} -> {value!r}"
+        f"{key} {stored.get(key, defaults[key])!r} -> {value!r}"
         for key, value in current.items()
-        if key not in RESUMABLE_CHANGES and stored.get(key) != value
+        if key not in RESUMABLE_CHANGES and stored.get(key, defaults[key]) != value
     ]
     if changed:
         raise DataError("--resume with other options than the run's: " + "; ".join(changed))
@@ -491,7 +525,14 @@ class Trainer:
         if isinstance(data["train"], ImageDataset):
             data["train"].epoch = epoch
         workers = o.workers if isinstance(data["train"], ImageDataset) else 0
-        train_loader = make_loader(data["train"], data["batch_size"], workers, generator)
+        sampler = None
+        if o.balance_sources:
+            keys = [(r.source, r.label) for r in self.records["train"]]
+            # the feature cache may hold several copies of each image, one after the other
+            sampler = StratifiedSampler(
+                [keys[i % len(keys)] for i in range(len(data["train"]))], generator
+            )
+        train_loader = make_loader(data["train"], data["batch_size"], workers, generator, sampler)
         valid_loader = make_loader(data["valid"], data["batch_size"], workers)
         self._set_mode(phase, module)
         lr = optimizer.param_groups[0]["lr"]
