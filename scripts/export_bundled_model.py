@@ -121,30 +121,45 @@ def minutes(seconds: float) -> str:
 
 
 def describe(config, run_dir: Path) -> dict[str, str]:
-    """The card's architecture, recipe and JPEG qualities, for one network or an ensemble."""
+    """The card's architecture, recipe and JPEG qualities: one network, an ensemble of several,
+    or one network whose weights are the mean of several (`ensemble --combine weights`)."""
     script = "`scripts/train_default_model.sh`"
-    if not config.members:
+    entries = config.members or config.training.get("averaged")
+    if not entries:
         text, seconds = member_recipe(config, run_dir)
         return {
             "architecture": f"{network(config)}; sigmoid of the logit = P(fake)",
             "recipe_text": f"Recipe ({script}, {minutes(seconds)} on a 2-core CPU): {text}.",
             "qualities": recipe(config)["qualities"],
         }
-    members = [(member_config(config, m), Path(m["run"])) for m in config.members]
-    parts = [member_recipe(c, d, m) for (c, d), m in zip(members, config.members, strict=True)]
+    members = [(member_config(config, m), Path(m["run"])) for m in entries]
+    parts = [member_recipe(c, d, m) for (c, d), m in zip(members, entries, strict=True)]
     qualities = {recipe(c)["qualities"] for c, _ in members}
     nets = [network(c) for c, _ in members]
+    how = (
+        "`deepfake-detect ensemble`" if config.members
+        else "`deepfake-detect ensemble --combine weights` into one network of their mean weights"
+    )  # fmt: skip
     lines = [
         f"Recipe ({script}, {minutes(sum(s for _, s in parts))} on a 2-core CPU): "
         f"{len(members)} networks trained on the same split, then combined by "
-        "`deepfake-detect ensemble`, which chose the threshold on the validation split.",
+        f"{how}, which chose the threshold on the validation split.",
         "",
         *(f"- `{d.name}`: {text}." for (_, d), (text, _) in zip(members, parts, strict=True)),
     ]
+    if config.members:
+        architecture = (
+            f"the mean of the logits of {len(members)} networks, "
+            + (f"each {nets[0]}" if len(set(nets)) == 1 else "; ".join(nets))
+            + "; sigmoid of the mean logit = P(fake)"
+        )
+    else:
+        architecture = (
+            f"{network(config)}, its weights the mean of {len(members)} fine-tuned networks'; "
+            "sigmoid of the logit = P(fake)"
+        )
     return {
-        "architecture": f"the mean of the logits of {len(members)} networks, "
-        + (f"each {nets[0]}" if len(set(nets)) == 1 else "; ".join(nets))
-        + "; sigmoid of the mean logit = P(fake)",
+        "architecture": architecture,
         "recipe_text": "\n".join(lines),
         "qualities": " and ".join(sorted(qualities)),
     }

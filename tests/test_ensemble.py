@@ -173,32 +173,33 @@ def test_inference_benchmark_prints_both_rates_and_their_ratio(
     assert "model not found" in capsys.readouterr().err
 
 
-def test_export_script_bundles_an_ensemble_with_its_card(
-    ensemble_dir, members, multi_source_data, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("folder", "words"),
+    [("ensemble_dir", "the mean of the logits of 2 networks"),
+     ("soup_dir", "its weights the mean of 2 fine-tuned networks'")],
+)  # fmt: skip
+def test_export_script_bundles_a_combined_model_with_its_card(
+    folder, words, request, multi_source_data, tmp_path, monkeypatch
 ):
     from deepfake_detect.evaluation import evaluate
 
+    model_dir = request.getfixturevalue(folder)
+    runs = [Path(run) for run in read_config(model_dir).training["members"]]
     export = load_script("export_bundled_model")
-    detector = load_detector(ensemble_dir, device="cpu")
+    detector = load_detector(model_dir, device="cpu")
     records = evaluation_records([multi_source_data], "test", detector.model_dir)
     evaluate(detector, records, tmp_path / "heldout", jpeg_quality=75)
     bundled = tmp_path / "bundled"
     monkeypatch.setattr(export, "BUNDLED_DIR", bundled)
-    argv = [
-        "export",
-        str(ensemble_dir),
-        str(multi_source_data),
-        "--eval",
-        str(tmp_path / "heldout"),
-    ]
+    argv = ["export", str(model_dir), str(multi_source_data), "--eval", str(tmp_path / "heldout")]
     monkeypatch.setattr(sys, "argv", argv)
     export.main()
     assert (
         load_detector(bundled, device="cpu").config.weights_sha256 == detector.config.weights_sha256
     )
     card = (bundled / "MODEL_CARD.md").read_text()
-    assert "the mean of the logits of 2 networks" in card and "float16" in card
-    assert f"- `{members[0].name}`:" in card and f"- `{members[1].name}`:" in card
+    assert words in card and "float16" in card
+    assert all(f"- `{run.name}`:" in card for run in runs) and len(runs) == 2
     assert "{" not in card  # every placeholder filled
 
 
@@ -268,3 +269,52 @@ def test_members_trained_on_a_dataset_with_its_own_split(tmp_path):
     assert config.metrics["n_images"] == 16
     split = read_split_csv(tmp_path / "ab" / "split.csv")
     assert sum(r.split == "test" for r in split) == 16
+
+
+@pytest.fixture(scope="module")
+def siblings(members, multi_source_data, tmp_path_factory) -> list[Path]:
+    """members[0] and a run with its network and frozen phase, fine-tuned with another
+    augmentation: the two start fine-tuning from the same weights, as a model soup needs."""
+    other = tmp_path_factory.mktemp("siblings") / "flip"
+    train(tiny_options(multi_source_data, other, seed=3, augment="flip", **FAST))
+    return [members[0], other]
+
+
+@pytest.fixture(scope="module")
+def soup_dir(siblings, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("soup") / "average"
+    build_ensemble(siblings, output, combine="weights", workers=0, device="cpu")
+    return output
+
+
+def test_weight_average_is_one_network_with_the_mean_weights(siblings, multi_source_data, tmp_path):
+    output = tmp_path / "soup"
+    config = build_ensemble(siblings, output, combine="weights", half=False, workers=0,
+                            device="cpu")  # fmt: skip
+    assert not config.members and config.format_version == 1
+    assert (config.backbone, config.head) == ("test_efficientnet", "paper")
+    assert [m["run"] for m in config.training["averaged"]] == [str(s.resolve()) for s in siblings]
+    ours = load_file(output / "model.safetensors")
+    a, b = (load_file(s / "model.safetensors") for s in siblings)
+    moved = [k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k])]
+    assert len(moved) > 10  # fine-tuning took the two apart
+    assert all(torch.allclose(ours[k], (a[k] + b[k]) / 2) for k in a if a[k].is_floating_point())
+    assert config.metrics["roc_auc"] >= 0.9  # same start: the average still finds the signal
+    images = sorted((multi_source_data / "alpha" / "fake").iterdir())[:4]
+    detector = load_detector(output, device="cpu")
+    assert all(0.0 <= p.score <= 1.0 for p in detector.score(images))
+    assert read_config(output).threshold == config.threshold
+
+
+def test_weight_average_refuses_other_networks_and_combines(members, tmp_path):
+    from deepfake_detect.ensemble import average_weights
+
+    out = tmp_path / "out"
+    with pytest.raises(ModelError, match="only the same architecture can be averaged"):
+        build_ensemble(members, out, combine="weights")  # paper head and linear head
+    with pytest.raises(ValueError, match="--combine must be one of logits, weights"):
+        build_ensemble(members, out, combine="median")
+    assert not out.exists()
+    small, large = {"w": torch.zeros(2)}, {"w": torch.zeros(3)}
+    with pytest.raises(ModelError, match="b: its weights do not have a's names and shapes"):
+        average_weights([small, large], [Path("a"), Path("b")])

@@ -170,6 +170,10 @@ def ensemble(
     half: Annotated[
         bool, typer.Option("--half/--float32", help="Store the weights as float16 (half size).")
     ] = True,
+    combine: Annotated[
+        str,
+        typer.Option(help="logits: mean of the members' outputs; weights: one averaged network."),
+    ] = "logits",
     batch_size: Annotated[int, typer.Option()] = 32,
     workers: Annotated[int, typer.Option(help="Image decoding processes.")] = 2,
     device: DeviceOption = "auto",
@@ -182,12 +186,14 @@ def ensemble(
     from deepfake_detect.ensemble import build_ensemble
 
     config = build_ensemble(
-        models, output, half=half, batch_size=batch_size, workers=workers, device=device,
+        models, output, half=half, combine=combine, batch_size=batch_size, workers=workers,
+        device=device,
         progress=sys.stderr.isatty(),
     )  # fmt: skip
     m = config.metrics
     typer.echo(
-        f"ensemble of {len(config.members)} in {output}: validation accuracy {m['accuracy']:.4f}, "
+        f"{'ensemble' if config.members else 'weight average'} of {len(models)} in {output}: "
+        f"validation accuracy {m['accuracy']:.4f}, "
         f"ROC-AUC {_fmt(m['roc_auc'])}, threshold {config.threshold:.4f}"
     )
 

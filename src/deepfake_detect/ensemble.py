@@ -1,10 +1,15 @@
-"""Several trained detectors as one: the mean of their logits, with one validation-chosen threshold.
+"""Several trained detectors as one, with one validation-chosen threshold.
 
 Members trained on the same split with different recipes make different mistakes (one model may be
 strong on one source and weak on another); averaging their logits keeps what each does well. The
 ensemble is an ordinary model folder (config.json + model.safetensors) that every command loads.
 
     deepfake-detect ensemble --model runs/a --model runs/b --output runs/ab
+
+`--combine weights` averages the members' weights instead (a uniform "model soup", Wortsman et al.
+2022): one network, so the speed of one member. It only makes sense for members fine-tuned from
+the same starting weights (here: the same seed, data and frozen phase), which stay in one basin
+of the loss; networks trained apart average to noise, so the validation metrics printed matter.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ ENSEMBLE_BACKBONE = "ensemble"
 # What every member must share: the ensemble preprocesses each image once for all of them.
 SHARED_FIELDS = ("image_size", "mean", "std", "interpolation")
 MEMBER_FIELDS = ("name", "backbone", "head", "stem_stride", "temperature", "weights_sha256")
+NETWORK_FIELDS = ("backbone", "head", "stem_stride")
+COMBINES = ("logits", "weights")
 
 
 class EnsembleNet(nn.Module):
@@ -90,6 +97,32 @@ def check_members(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> None:
                     f"{path}: {name} {getattr(config, name)} differs from {dirs[0]}'s "
                     f"{getattr(configs[0], name)}: members must preprocess images the same way"
                 )
+
+
+def check_same_network(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> None:
+    ours = tuple(getattr(configs[0], f) for f in NETWORK_FIELDS)
+    for config, path in zip(configs[1:], dirs[1:], strict=True):
+        theirs = tuple(getattr(config, f) for f in NETWORK_FIELDS)
+        if theirs != ours:
+            raise ModelError(
+                f"{path}: network {theirs} differs from {dirs[0]}'s {ours}: only the same "
+                "architecture can be averaged"
+            )
+
+
+def average_weights(
+    states: Sequence[dict[str, torch.Tensor]], dirs: Sequence[Path]
+) -> dict[str, torch.Tensor]:
+    """Element-wise mean of same-shaped state dicts, in float32 (integer buffers: the first's)."""
+    first = states[0]
+    for state, path in zip(states[1:], dirs[1:], strict=True):
+        if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
+            raise ModelError(f"{path}: its weights do not have {dirs[0]}'s names and shapes")
+    return {
+        key: torch.stack([s[key].float() for s in states]).mean(0)
+        if first[key].is_floating_point() else first[key]
+        for key in first
+    }  # fmt: skip
 
 
 def recorded_split(path: Path, config: ModelConfig) -> list[ImageRecord]:
@@ -143,6 +176,7 @@ def build_ensemble(
     output: str | os.PathLike,
     *,
     half: bool = True,
+    combine: str = "logits",
     batch_size: int = 32,
     workers: int = 2,
     device: str = "auto",
@@ -152,7 +186,8 @@ def build_ensemble(
 
     The threshold is chosen on the members' shared validation split, with the images re-encoded
     as in training. With half=True the weights are stored as float16 (half the size; they are
-    computed in float32 when loaded).
+    computed in float32 when loaded). combine="weights" averages the members' weights into one
+    network of their common architecture (see the module's docstring).
     """
     from deepfake_detect.devices import resolve_device
     from deepfake_detect.inference import resolve_model
@@ -162,43 +197,62 @@ def build_ensemble(
 
     if batch_size < 1 or workers < 0:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
+    if combine not in COMBINES:
+        raise ValueError(f"--combine must be one of {', '.join(COMBINES)}")
     dirs = [resolve_model(d) for d in model_dirs]
     output = Path(output)
     check_output(output)
     configs = [read_config(d) for d in dirs]
     check_members(configs, dirs)
+    if combine == "weights":
+        check_same_network(configs, dirs)
     split = shared_split(configs, dirs)
     valid = select(split, "valid")
     check_images(valid, progress)  # a bad file stops here, with its path, not in a worker
     torch_device = resolve_device(device)
     pairs = list(zip(configs, dirs, strict=True))
-    members = [model_from_config(c, load_model_weights(d, c)) for c, d in pairs]
-    net = EnsembleNet(members, [c.temperature for c in configs]).to(torch_device).eval()
     first = configs[0]
-    config = ModelConfig(
-        backbone=ENSEMBLE_BACKBONE,
-        head="mean-logit",
+    described = [
+        {
+            **{k: getattr(c, k) for k in MEMBER_FIELDS},
+            "run": str(d.resolve()),
+            **run_facts(d),
+            "training": c.training,
+            "metrics": c.metrics,
+        }
+        for c, d in pairs
+    ]
+    common = {
         **{name: getattr(first, name) for name in SHARED_FIELDS},
-        name=output.resolve().name,
-        version=time.strftime("%Y.%m.%d", time.gmtime()),
-        training={
-            "combine": "mean of the members' logits",
-            "threshold": "chosen on the members' validation split, re-encoded as the first "
-            "member's training images were",
-            "members": [str(d.resolve()) for d in dirs],
-        },
-        members=[
-            {
-                **{k: getattr(c, k) for k in MEMBER_FIELDS},
-                "run": str(d.resolve()),
-                **run_facts(d),
-                "training": c.training,
-                "metrics": c.metrics,
-            }
-            for c, d in pairs
-        ],
-        format_version=ENSEMBLE_FORMAT_VERSION,
-    )
+        "name": output.resolve().name,
+        "version": time.strftime("%Y.%m.%d", time.gmtime()),
+    }
+    training = {
+        "threshold": "chosen on the members' validation split, re-encoded as the first "
+        "member's training images were",
+        "members": [str(d.resolve()) for d in dirs],
+    }
+    if combine == "weights":
+        state = average_weights([load_model_weights(d, c) for c, d in pairs], dirs)
+        network = {f: getattr(first, f) for f in NETWORK_FIELDS}
+        config = ModelConfig(
+            **network, **common,
+            training={"combine": "mean of the members' weights", **training,
+                      "averaged": described, "reencode": first.training.get("reencode"),
+                      "seed": first.training.get("seed", 0)},
+        )  # fmt: skip
+        net = model_from_config(config, state).to(torch_device).eval()
+    else:
+        members = [model_from_config(c, load_model_weights(d, c)) for c, d in pairs]
+        net = EnsembleNet(members, [c.temperature for c in configs]).to(torch_device).eval()
+        config = ModelConfig(
+            backbone=ENSEMBLE_BACKBONE,
+            head="mean-logit",
+            **common,
+            training={"combine": "mean of the members' logits", **training},
+            members=described,
+            format_version=ENSEMBLE_FORMAT_VERSION,
+        )
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     if half:  # round the weights first, so the threshold is chosen for the stored model
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
