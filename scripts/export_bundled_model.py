@@ -82,7 +82,9 @@ def recipe(config) -> dict[str, str]:
     return {
         "qualities": t["reencode"].partition(":")[2],
         "frozen_phase": f"{t['frozen_epochs']} epochs training the head on {cache}",
-        "augmentation": f"{views}, with {augment}",
+        "augmentation": f"{views}, with {augment}"
+        + (", every source and class given an equal share of each epoch"
+           if t.get("balance_sources") else ""),
     }  # fmt: skip
 
 

@@ -203,15 +203,19 @@ def test_export_script_bundles_a_combined_model_with_its_card(
     assert "{" not in card  # every placeholder filled
 
 
-def test_threshold_and_metrics_are_those_of_the_stored_model(ensemble_dir, members):
+@pytest.mark.parametrize("folder", ["ensemble_dir", "soup_dir"])
+def test_threshold_and_metrics_are_those_of_the_stored_model(folder, request, members):
     """Chosen with the float16-rounded weights, on validation re-encoded as in training."""
     from deepfake_detect.datasets import select
     from deepfake_detect.training import threshold_on_validation, validation_transform
     from deepfake_detect.transforms import EvalTransform, reencode_steps
 
-    detector = load_detector(ensemble_dir, device="cpu")
-    valid = select(read_split_csv(ensemble_dir / "split.csv"), "valid")
-    first = read_config(members[0])
+    model_dir = request.getfixturevalue(folder)
+    detector = load_detector(model_dir, device="cpu")
+    stored = load_file(model_dir / "model.safetensors").values()
+    assert any(t.dtype == torch.float16 for t in stored)
+    valid = select(read_split_csv(model_dir / "split.csv"), "valid")
+    first = read_config(members[0])  # the first member of both
     options = dict(seed=3, batch_size=16, workers=0, device=detector.device, progress=False)
     reencoded = validation_transform(first, reencode_steps(first.training["reencode"]))
     threshold, metrics = threshold_on_validation(detector.net, valid, reencoded, **options)
@@ -306,12 +310,17 @@ def test_weight_average_is_one_network_with_the_mean_weights(siblings, multi_sou
     assert read_config(output).threshold == config.threshold
 
 
-def test_weight_average_refuses_other_networks_and_combines(members, tmp_path):
+def test_weight_average_refuses_other_networks_and_combines(members, siblings, tmp_path):
     from deepfake_detect.ensemble import average_weights
 
     out = tmp_path / "out"
     with pytest.raises(ModelError, match="only the same architecture can be averaged"):
         build_ensemble(members, out, combine="weights")  # paper head and linear head
+    calibrated = copy_run(siblings[1], tmp_path / "calibrated")
+    config = json.loads((calibrated / "config.json").read_text())
+    (calibrated / "config.json").write_text(json.dumps({**config, "temperature": 1.5}))
+    with pytest.raises(ModelError, match="calibrated \\(temperature 1.5\\)"):
+        build_ensemble([siblings[0], calibrated], out, combine="weights")
     with pytest.raises(ValueError, match="--combine must be one of logits, weights"):
         build_ensemble(members, out, combine="median")
     assert not out.exists()

@@ -75,9 +75,18 @@ def test_frozen_phase_leaves_the_backbone_unchanged(multi_source_data, tmp_path)
         assert torch.equal(trained[f"backbone.{key}"], value), key
 
 
-@pytest.mark.parametrize("kill_after", [1, 3], ids=["frozen-phase", "fine-tuning"])
-def test_killed_run_resumes_to_the_identical_result(multi_source_data, tmp_path, kill_after):
+@pytest.mark.parametrize(
+    ("kill_after", "balanced"),
+    [(1, False), (3, False), (3, True)],
+    ids=["frozen-phase", "fine-tuning", "fine-tuning-balanced"],
+)
+def test_killed_run_resumes_to_the_identical_result(
+    multi_source_data, tmp_path, kill_after, balanced
+):
     options = dict(image_size=64, frozen_epochs=2, finetune_epochs=3, augment="paper")
+    extra = ["--balance-sources", "--cache-copies", "2"] if balanced else []
+    if balanced:
+        options |= dict(balance_sources=True, cache_copies=2)
     reference = tmp_path / "reference"
     train(tiny_options(multi_source_data, reference, **options))
 
@@ -87,7 +96,7 @@ def test_killed_run_resumes_to_the_identical_result(multi_source_data, tmp_path,
                "--backbone", "test_efficientnet", "--no-pretrained", "--image-size", "64",
                "--frozen-epochs", "2", "--finetune-epochs", "3", "--batch-size", "16",
                "--lr", "3e-3", "--finetune-lr", "1e-3", "--patience", "10",
-               "--workers", "0"]  # fmt: skip
+               "--workers", "0", *extra]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for_epoch(killed / "state.json", epoch=kill_after, process=process)
     process.send_signal(signal.SIGKILL)  # inside the next epoch, or writing its checkpoint
@@ -260,12 +269,11 @@ def test_stratified_sampler_gives_every_stratum_an_equal_share():
 
     keys = ["small"] * 6 + ["large"] * 30  # 36 draws: 18 each
     draws = list(StratifiedSampler(keys, torch.Generator().manual_seed(0)))
-    assert len(draws) == len(keys)
-    assert sum(keys[i] == "small" for i in draws) == sum(keys[i] == "large" for i in draws) == 18
-    small = [draws.count(i) for i in range(6)]
-    assert small == [3] * 6  # without replacement, pass after pass
-    large = {i for i in draws if i >= 6}
-    assert len(large) == 18  # a large stratum: 18 different images, none twice
+    images = [i % len(keys) for i in draws]  # the k-th repeat comes as index + k * 36
+    assert len(draws) == len(set(draws)) == len(keys)
+    assert sum(keys[i] == "small" for i in images) == sum(keys[i] == "large" for i in images) == 18
+    assert [images.count(i) for i in range(6)] == [3] * 6  # without replacement, pass by pass
+    assert len({i for i in images if i >= 6}) == 18  # a large stratum: 18 images, none twice
     again = list(StratifiedSampler(keys, torch.Generator().manual_seed(0)))
     other = list(StratifiedSampler(keys, torch.Generator().manual_seed(1)))
     assert again == draws and other != draws
@@ -277,29 +285,44 @@ def test_balance_sources_feeds_each_source_and_class_equally(
 ):
     from deepfake_detect import training
 
-    seen: list[list] = []
+    epochs: list[tuple] = []  # (keys, drawn indices, dataset) of each balanced epoch
 
     class Spy(training.StratifiedSampler):
-        def __iter__(self):
-            order = list(super().__iter__())
-            seen.append([self.keys[i] for i in order])
-            return iter(order)
-
         def __init__(self, keys, generator):
             super().__init__(keys, generator)
             self.keys = list(keys)
 
+        def __iter__(self):
+            order = list(super().__iter__())
+            epochs.append((self.keys, order, self.dataset))
+            return iter(order)
+
+    def spy_loader(dataset, batch_size, workers=0, generator=None, sampler=None):
+        if sampler is not None:
+            sampler.dataset = dataset  # what the loader really reads
+        return make_loader(dataset, batch_size, workers, generator, sampler)
+
+    make_loader = training.make_loader
     monkeypatch.setattr(training, "StratifiedSampler", Spy)
+    monkeypatch.setattr(training, "make_loader", spy_loader)
     run_dir = tmp_path / "run"
     train(tiny_options(multi_source_data, run_dir, frozen_epochs=1, finetune_epochs=1,
                        balance_sources=True, cache_copies=cache_copies))  # fmt: skip
-    assert len(seen) == 2  # one epoch of each phase
-    records = [r for r in read_split_csv(run_dir / "split.csv") if r.split == "train"]
-    sources = {(r.source, r.label) for r in records}
-    assert len(sources) == 4
-    for epoch in seen:  # alpha has 1.5x beta's images, yet each (source, class) gets a quarter
-        counts = [epoch.count(key) for key in sources]
-        assert max(counts) - min(counts) <= 1, counts
+    assert len(epochs) == 2  # one epoch of each phase
+    for keys, order, dataset in epochs:
+        assert len(set(order)) == len(order)
+        n = len(keys)
+        # what is loaded is what the sampler was told: each (source, class) gets a quarter,
+        # although alpha has 1.5x beta's images
+        labels = [int(dataset[i][1]) for i in order]
+        assert labels == [keys[i % n][1] for i in order]
+        strata = [keys[i % n] for i in order]
+        counts = [strata.count(key) for key in set(keys)]
+        assert len(counts) == 4 and max(counts) - min(counts) <= 1, counts
+        if isinstance(dataset, training.ImageDataset):  # fine-tuning: a repeat is a new view
+            assert [(r.source, r.label) for r in dataset.records] == keys
+            repeat = next(i for i in order if i >= n)
+            assert not torch.equal(dataset[repeat][0], dataset[repeat % n][0])
     assert json.loads((run_dir / "options.json").read_text())["balance_sources"] is True
 
 

@@ -101,8 +101,13 @@ def check_members(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> None:
 
 def check_same_network(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> None:
     ours = tuple(getattr(configs[0], f) for f in NETWORK_FIELDS)
-    for config, path in zip(configs[1:], dirs[1:], strict=True):
+    for config, path in zip(configs, dirs, strict=True):
         theirs = tuple(getattr(config, f) for f in NETWORK_FIELDS)
+        if config.temperature != 1.0:
+            raise ModelError(
+                f"{path}: calibrated (temperature {config.temperature}): average the "
+                "uncalibrated runs' weights"
+            )
         if theirs != ours:
             raise ModelError(
                 f"{path}: network {theirs} differs from {dirs[0]}'s {ours}: only the same "

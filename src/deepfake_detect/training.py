@@ -179,7 +179,8 @@ class ImageDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, float]:
-        record = self.records[index]
+        # index + k * len: the k-th repeat of an image in one epoch, with its own augmentation
+        record = self.records[index % len(self.records)]
         rng = sample_rng(self.seed, self.epoch, index)
         array = self.transform(load_image(record.path), rng)
         return torch.from_numpy(array), float(record.label)
@@ -195,7 +196,9 @@ class StratifiedSampler(Sampler[int]):
     """An epoch of len(keys) indices with an equal share for every stratum (key).
 
     Each stratum is drawn without replacement, pass after pass, so a small stratum is seen more
-    than once an epoch and a large one less than once; the order comes from `generator`.
+    than once an epoch and a large one less than once; the order comes from `generator`. The k-th
+    pass yields index + k * len(keys), so that a dataset can give a repeat its own augmentation
+    (`ImageDataset` does; see `Repeats` for one that cannot).
     """
 
     def __init__(self, keys: Sequence[Hashable], generator: torch.Generator) -> None:
@@ -215,10 +218,27 @@ class StratifiedSampler(Sampler[int]):
         for number, members in enumerate(self.strata):
             share = self.total // count + (number < self.total % count)
             passes = -(-share // len(members))
-            order = [members[torch.randperm(len(members), generator=g)] for _ in range(passes)]
+            order = [
+                members[torch.randperm(len(members), generator=g)] + k * self.total
+                for k in range(passes)
+            ]
             picks.append(torch.cat(order)[:share])
         epoch = torch.cat(picks)
         return iter(epoch[torch.randperm(len(epoch), generator=g)].tolist())
+
+
+class Repeats(Dataset):
+    """A dataset that a StratifiedSampler may index past its end: a repeat is the same item
+    (cached features have no augmentation to vary)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index % len(self.dataset)]
 
 
 def make_loader(dataset, batch_size, workers=0, generator=None, sampler=None) -> DataLoader:
@@ -532,7 +552,10 @@ class Trainer:
             sampler = StratifiedSampler(
                 [keys[i % len(keys)] for i in range(len(data["train"]))], generator
             )
-        train_loader = make_loader(data["train"], data["batch_size"], workers, generator, sampler)
+        train = data["train"] if sampler is None or isinstance(data["train"], ImageDataset) else (
+            Repeats(data["train"])
+        )  # fmt: skip
+        train_loader = make_loader(train, data["batch_size"], workers, generator, sampler)
         valid_loader = make_loader(data["valid"], data["batch_size"], workers)
         self._set_mode(phase, module)
         lr = optimizer.param_groups[0]["lr"]
