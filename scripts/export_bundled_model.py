@@ -108,9 +108,10 @@ def member_recipe(config, run_dir: Path, member: dict | None = None) -> tuple[st
     epochs_run, seconds = facts["epochs_run"], facts["training_seconds"]
     words = recipe(config)
     t = config.training
+    depth = f", stochastic depth {t['drop_path']}" if t.get("drop_path") else ""
     text = (
         f"ImageNet weights, then {words['frozen_phase']}, then fine-tuning the whole network "
-        f"(BatchNorm statistics frozen) for up to {t['finetune_epochs']} epochs on "
+        f"(BatchNorm statistics frozen{depth}) for up to {t['finetune_epochs']} epochs on "
         f"{words['augmentation']}, AdamW, cosine schedule, best epoch by validation "
         f"{t.get('select_by', 'loss')} (epoch {config.metrics['best_epoch']} of "
         f"{epochs_run})"

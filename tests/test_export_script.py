@@ -85,3 +85,14 @@ def test_weights_dtype_tells_float16_from_float32(export, tmp_path):
         save_file({"w": torch.zeros(2, dtype=dtype), "n": torch.zeros(1, dtype=torch.int64)},
                   folder / "model.safetensors")  # fmt: skip
         assert export.weights_dtype(folder) == words
+
+
+def test_recipe_names_stochastic_depth_only_when_used(export, tmp_path):
+    run = write_state(tmp_path / "run", 14, 3000)
+    texts = []
+    for drop_path in (0.0, 0.2):
+        trained = config(augment="flip", finetune_epochs=12, drop_path=drop_path)
+        trained.metrics = {"best_epoch": 9}
+        texts.append(export.member_recipe(trained, run)[0])
+    assert "(BatchNorm statistics frozen) for up to 12 epochs" in texts[0]
+    assert "(BatchNorm statistics frozen, stochastic depth 0.2) for up to 12" in texts[1]

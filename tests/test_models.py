@@ -79,3 +79,27 @@ def test_stem_stride_is_rebuilt_from_the_config():
     assert stem.stride == (1, 1)
     with pytest.raises(ModelError, match="stem_stride"):
         ModelConfig(backbone="test_efficientnet", stem_stride=3)
+
+
+def test_stochastic_depth_changes_training_passes_but_no_weight():
+    torch.manual_seed(0)
+    plain = build_model("test_resnet", "linear")  # residual blocks: the ones it can drop
+    deep = build_model("test_resnet", "linear", drop_path=0.5)
+    for layer in plain.modules():  # timm starts each residual branch at zero; wake them up
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(layer.weight)
+    assert plain.state_dict().keys() == deep.state_dict().keys()
+    deep.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(deep.eval()(x), plain.eval()(x))
+        deep.train()
+        torch.manual_seed(1)
+        first = deep(x)
+        torch.manual_seed(2)
+        assert not torch.equal(first, deep(x))
+
+
+def test_stochastic_depth_on_a_backbone_without_it_is_a_clear_error():
+    with pytest.raises(ModelError, match="legacy_xception has no stochastic depth"):
+        build_model("legacy_xception", drop_path=0.2)

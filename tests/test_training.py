@@ -21,7 +21,7 @@ from deepfake_detect.errors import DataError, ModelError
 from deepfake_detect.evaluation import evaluate, evaluation_records
 from deepfake_detect.inference import load_detector
 from deepfake_detect.models import build_model
-from deepfake_detect.training import train
+from deepfake_detect.training import Trainer, train
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +205,8 @@ def test_train_stops_on_an_unreadable_image(tmp_path):
         ({"reencode": "jpeg:50-20"}, "backwards"),
         ({"train_crop": 16}, "--train-crop"),
         ({"stem_stride": 3}, "--stem-stride"),
+        ({"drop_path": 1.0}, "--drop-path"),
+        ({"drop_path": -0.1}, "--drop-path"),
         ({"image_size": 64, "train_crop": 96}, "--train-crop"),
     ],
 )
@@ -262,6 +264,31 @@ def test_training_on_crops_evaluates_on_whole_images(multi_source_data, tmp_path
     assert result.config.training["train_crop"] == 32
     predictions = load_detector(tmp_path / "run").score([next(multi_source_data.rglob("*.png"))])
     assert 0.0 <= predictions[0].score <= 1.0
+
+
+def test_stochastic_depth_acts_only_while_fine_tuning(multi_source_data, tmp_path):
+    """A frozen backbone runs as the feature cache does (no dropped blocks); fine-tuning drops
+    blocks with BatchNorm statistics still frozen; the saved model scores deterministically."""
+    from timm.layers import DropPath
+
+    options = tiny_options(
+        multi_source_data, tmp_path / "run", drop_path=0.5, frozen_epochs=1, finetune_epochs=1,
+        feature_cache=False,
+    )  # fmt: skip
+    trainer = Trainer(options)
+    backbone = trainer.model.backbone
+    trainer._set_mode("frozen", trainer.model)
+    assert not any(m.training for m in backbone.modules())
+    assert trainer.model.head.training
+    trainer._set_mode("finetune", trainer.model)
+    drops = [m for m in backbone.modules() if isinstance(m, DropPath)]
+    assert drops and all(m.training for m in drops)
+    assert not any(m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    result = trainer.run()
+    assert result.config.training["drop_path"] == 0.5
+    image = next(multi_source_data.rglob("*.png"))
+    detector = load_detector(tmp_path / "run")
+    assert detector.score([image])[0].score == detector.score([image])[0].score
 
 
 def test_stratified_sampler_gives_every_stratum_an_equal_share():

@@ -79,6 +79,10 @@ def train(
         int | None,
         typer.Option(help="1: keep full resolution in the first layer (about 4x the compute)."),
     ] = None,
+    drop_path: Annotated[
+        float,
+        typer.Option(help="Stochastic depth rate of the backbone while fine-tuning, e.g. 0.2."),
+    ] = 0.0,
     pretrained: Annotated[bool, typer.Option(help="Start from ImageNet weights.")] = True,
     pretrained_file: Annotated[Path | None, typer.Option(help="ImageNet weights file.")] = None,
     image_size: Annotated[
@@ -141,7 +145,7 @@ def train(
 
     options = TrainOptions(
         data=data, output=output, backbone=backbone, head=head, stem_stride=stem_stride,
-        pretrained=pretrained,
+        drop_path=drop_path, pretrained=pretrained,
         pretrained_file=pretrained_file, image_size=image_size, train_size=train_size,
         balance_sources=balance_sources,
         augment=augment, train_crop=train_crop, reencode=reencode, resize_jitter=resize_jitter,

@@ -59,14 +59,26 @@ def build_head(kind: str, in_features: int, dropout: float = 0.5) -> nn.Sequenti
     )
 
 
-def create_backbone(name: str, pretrained: bool = False) -> nn.Module:
-    """A timm model without classifier, pooled to one feature vector per image."""
+def create_backbone(name: str, pretrained: bool = False, drop_path: float = 0.0) -> nn.Module:
+    """A timm model without classifier, pooled to one feature vector per image.
+
+    drop_path > 0 turns on stochastic depth (training only: it changes no weight, so a model
+    trained with it loads into one built without it).
+    """
+    extra = {"drop_path_rate": drop_path} if drop_path else {}
     import timm
 
     if not timm.list_models(name) and name not in timm.list_models(pretrained=True):
         raise ModelError(f"unknown backbone {name!r}: give a timm model name")
     try:
-        return timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool="avg")
+        return timm.create_model(
+            name, pretrained=pretrained, num_classes=0, global_pool="avg", **extra
+        )
+    except TypeError as exc:
+        if "drop_path_rate" in str(exc):
+            message = f"backbone {name} has no stochastic depth: leave out --drop-path"
+            raise ModelError(message) from None
+        raise
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise ModelError(f"unknown backbone {name!r}: give a timm model name") from None
@@ -177,17 +189,18 @@ def build_model(
     pretrained: bool = False,
     pretrained_file: str | os.PathLike | None = None,
     stem_stride: int | None = None,
+    drop_path: float = 0.0,
 ) -> DetectorNet:
     """Create the detector; with pretrained=True the backbone starts from ImageNet weights."""
     if pretrained_file is not None:
-        net = create_backbone(backbone)
+        net = create_backbone(backbone, drop_path=drop_path)
         load_backbone_state(net, read_state_dict(pretrained_file), str(pretrained_file))
     elif pretrained and lite_package_weights(backbone) is not None:
-        net = create_backbone(backbone)
+        net = create_backbone(backbone, drop_path=drop_path)
         path = lite_package_weights(backbone)
         load_backbone_state(net, read_state_dict(path), str(path))
     else:
-        net = create_backbone(backbone, pretrained=pretrained)
+        net = create_backbone(backbone, pretrained=pretrained, drop_path=drop_path)
     if stem_stride is not None:
         set_stem_stride(net, stem_stride)
     return DetectorNet(net, build_head(head, net.num_features))

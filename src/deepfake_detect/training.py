@@ -83,6 +83,7 @@ class TrainOptions:
     backbone: str = "legacy_xception"
     head: str = "paper"
     stem_stride: int | None = None
+    drop_path: float = 0.0
     pretrained: bool = True
     pretrained_file: Path | None = None
     image_size: int | None = None
@@ -136,6 +137,7 @@ class TrainOptions:
             (self.image_size is None or self.image_size >= 32, "--image-size must be >= 32"),
             (self.train_crop is None or self.train_crop >= 32, "--train-crop must be >= 32"),
             (self.stem_stride in (None, 1, 2), "--stem-stride must be 1 or 2"),
+            (0 <= self.drop_path < 1, "--drop-path must lie in [0, 1)"),
             (self.train_crop is None or self.image_size is None
              or self.train_crop <= self.image_size, "--train-crop must not exceed --image-size"),
             (self.train_size is None or self.train_size >= 2, "--train-size must be at least 2"),
@@ -476,6 +478,7 @@ class Trainer:
             pretrained=o.pretrained and fresh,
             pretrained_file=o.pretrained_file if fresh else None,
             stem_stride=o.stem_stride,
+            drop_path=o.drop_path,
         )
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -589,8 +592,12 @@ class Trainer:
 
         Fine-tuning with batch statistics of small CPU batches would shift every feature that the
         head learnt in the frozen phase (Keras' transfer-learning guide gives the same advice).
+        A frozen backbone runs wholly in inference mode (no stochastic depth), as the feature
+        cache computes it.
         """
         module.train()
+        if phase == "frozen":
+            self.model.backbone.eval()
         for layer in self.model.backbone.modules():
             if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                 layer.eval()
