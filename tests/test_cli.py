@@ -156,6 +156,40 @@ def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):
     assert not (tmp_path / "o").exists() and not (tmp_path / "out.txt").exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "output", "message"),
+    [
+        ("predict", "taken.csv", "is a folder; give a file name"),
+        ("predict", "afile/out.csv", "afile is a file, not a folder"),
+        ("audit", "taken.json", "is a folder; give a file name"),
+        ("audit", "afile/report.json", "afile is a file, not a folder"),
+        ("evaluate", "afile", "exists and is not a folder"),
+        ("evaluate", "report", "metrics.json there is a folder; remove it first"),
+        ("train", "afile", "exists and is not a folder"),
+        ("train", "afile/run", "afile is a file, not a folder"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(
+    command, output, message, kaggle_run, kaggle_root, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    for folder in ("taken.csv", "taken.json", "report/metrics.json"):
+        (tmp_path / folder).mkdir(parents=True)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    image = next(kaggle_root.rglob("*.jpg"))
+    args = {
+        "predict": ["predict", str(image), "--model", str(kaggle_run)],
+        "audit": ["audit", "--data", str(image.parent)],
+        "evaluate": ["evaluate", "--data", str(kaggle_root), "--model", str(kaggle_run)],
+        "train": ["train", "--data", str(kaggle_root), "--backbone", "test_efficientnet",
+                  "--no-pretrained", "--no-audit"],
+    }[command]  # fmt: skip
+    code, _, err = run_cli([*args, "--output", output], capsys, monkeypatch)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 def test_predict_on_an_empty_folder_is_an_error(kaggle_run, tmp_path, capsys, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -166,3 +200,16 @@ def test_predict_on_an_empty_folder_is_an_error(kaggle_run, tmp_path, capsys, mo
 def test_version_names_the_licence(capsys, monkeypatch):
     code, stdout, _ = run_cli(["--version"], capsys, monkeypatch)
     assert code == 0 and "deepfake-detect" in stdout and "Apache-2.0" in stdout
+
+
+def test_audit_of_a_dataset_with_no_readable_image_fails(tmp_path, capsys, monkeypatch):
+    for label, content in (("real", b"not an image"), ("fake", b"")):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "x.jpg").write_bytes(content)
+    code, out, err = run_cli(
+        ["audit", "--data", str(tmp_path), "--output", str(tmp_path / "a.json")],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 2 and "no image could be read (2 unreadable" in err
+    assert "unreadable:" in out and not (tmp_path / "a.json").exists()

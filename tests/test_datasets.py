@@ -473,9 +473,11 @@ def test_count_table() -> None:
 def test_split_csv_round_trip(tmp_path: Path) -> None:
     records = make_split(synthetic({"a": 5}))
     records.append(ImageRecord(tmp_path / 'odd, name "q".jpg', 1, "a,b", "g,1"))  # unsplit
+    # A file name that is not UTF-8 (Latin-1 bytes on a Linux disk) comes back byte for byte.
+    records.append(ImageRecord(tmp_path / os.fsdecode(b"caf\xe9.jpg"), 0, "a", "g2", "train"))
     target = tmp_path / "out" / "split.csv"
     write_split_csv(records, target)
-    assert target.read_text().splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert target.read_bytes().splitlines()[0].decode() == ",".join(CSV_COLUMNS)
     assert read_split_csv(target) == records
     assert os.stat(target).st_mode & 0o777 == 0o644
 

@@ -164,6 +164,41 @@ def test_loader_rejects_changed_weights_and_unknown_format(trained_run, tmp_path
         load_detector(copy)
 
 
+def test_a_config_of_wrong_types_is_a_model_error_naming_the_field(trained_run, tmp_path):
+    config = json.loads((trained_run / "config.json").read_text())
+    (tmp_path / "model.safetensors").write_bytes((trained_run / "model.safetensors").read_bytes())
+    for change, message in [
+        ({"image_size": 224.5}, "image_size must be an integer, got 224.5"),
+        ({"image_size": 10**6}, "image_size must be within [8, 4096], got 1000000"),
+        ({"threshold": None}, "threshold must be a number, got None"),
+        ({"temperature": "1"}, "temperature must be a number, got '1'"),
+        ({"format_version": "1"}, "format_version must be an integer, got '1'"),
+        ({"mean": ["a", 0, 0]}, "mean and std must hold numbers"),
+        ({"training": []}, "training must be a JSON object"),
+    ]:
+        (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(ModelError) as caught:
+            load_detector(tmp_path)
+        assert str(caught.value) == message
+
+
+def test_a_new_run_that_fails_to_start_leaves_nothing(multi_source_data, tmp_path, monkeypatch):
+    """A failure while the run folder is being set up takes the folder away again, so the same
+    command can simply be run again (not refused as a used folder)."""
+    import deepfake_detect.training as training
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device", str(path))
+
+    options = tiny_options(multi_source_data, tmp_path / "runs" / "new", finetune_epochs=0)
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "atomic_write_json", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            train(options)
+    assert list((tmp_path / "runs").iterdir()) == []
+    assert train(options).config.metrics
+
+
 def test_train_refuses_a_used_folder_and_a_missing_resume(multi_source_data, trained_run, tmp_path):
     with pytest.raises(DataError, match="not empty"):
         train(tiny_options(multi_source_data, trained_run))

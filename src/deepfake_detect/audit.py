@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import statistics
@@ -44,6 +43,7 @@ from deepfake_detect.images import (
     MAX_IMAGE_PIXELS,
     SNIFF_BYTES,
     load_image,
+    open_quietly,
     read_image_bytes,
     sniff_format,
 )
@@ -223,7 +223,7 @@ def _open_header(data: bytes, image_format: str | None) -> Image.Image | None:
     if image_format is None:
         return None
     try:
-        return Image.open(io.BytesIO(data), formats=[image_format])
+        return open_quietly(data, image_format)
     except Exception:  # noqa: BLE001 - any failure: load_image then says why, in its words
         return None
 

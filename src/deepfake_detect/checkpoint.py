@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -32,6 +33,14 @@ def check_threshold(value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"threshold must be within [0, 1], got {value}")
     return float(value)
+
+
+MAX_INPUT_SIZE = 4096
+"""Largest input side a config may ask for (resizing every image to it must stay affordable)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -58,6 +67,7 @@ class ModelConfig:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        self._check_types()
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
         self.class_names = tuple(self.class_names)
@@ -74,8 +84,10 @@ class ModelConfig:
             )
         if self.stem_stride is not None and self.stem_stride not in (1, 2):
             raise ModelError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
-        if self.image_size < 8:
-            raise ModelError(f"image_size must be at least 8, got {self.image_size}")
+        if not 8 <= self.image_size <= MAX_INPUT_SIZE:
+            raise ModelError(
+                f"image_size must be within [8, {MAX_INPUT_SIZE}], got {self.image_size}"
+            )
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ModelError("mean and std must hold three values, std all positive")
         if self.interpolation not in INTERPOLATIONS:
@@ -92,6 +104,33 @@ class ModelConfig:
                        for m in self.members)
         ):  # fmt: skip
             raise ModelError("members must list two or more networks, each naming its backbone")
+
+    def _check_types(self) -> None:
+        """A value of the wrong JSON type is named as such, not met later as a crash."""
+        integers = {"format_version": self.format_version, "image_size": self.image_size}
+        if self.stem_stride is not None:
+            integers["stem_stride"] = self.stem_stride
+        numbers = {"threshold": self.threshold, "temperature": self.temperature}
+        texts = {"backbone": self.backbone, "head": self.head, "interpolation": self.interpolation}
+        for name, value in integers.items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ModelError(f"{name} must be an integer, got {value!r}")
+        for name, value in numbers.items():
+            if not _is_number(value):
+                raise ModelError(f"{name} must be a number, got {value!r}")
+        for name, value in texts.items():
+            if not isinstance(value, str):
+                raise ModelError(f"{name} must be a string, got {value!r}")
+        for name in ("mean", "std", "class_names"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                raise ModelError(f"{name} must be a list, got {getattr(self, name)!r}")
+        if not all(_is_number(v) for v in (*self.mean, *self.std)):
+            raise ModelError("mean and std must hold numbers")
+        for name in ("training", "metrics"):
+            if not isinstance(getattr(self, name), dict):
+                raise ModelError(f"{name} must be a JSON object")
+        if not isinstance(self.members, list):
+            raise ModelError("members must be a list")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -113,11 +152,32 @@ class ModelConfig:
             raise ModelError(f"config is incomplete: {exc}") from None
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write through a temporary file and rename, so a killed process leaves no partial file."""
+def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Refuse, before any work is done, an output that could not be written: a file where a
+    folder must go (or a folder where a file must), or a file standing where a parent folder
+    would have to be created. A ValueError naming the option and the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"--output {path}: exists and is not a folder")
+    if not folder and path.is_dir():
+        raise ValueError(f"--output {path}: is a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--output {path}: {parent} is a file, not a folder")
+            return
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write through a temporary file and rename, so a killed process leaves no partial file.
+
+    An OSError names `path`, never the temporary file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes files only their owner can read
         with os.fdopen(fd, "wb") as f:
@@ -125,8 +185,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 
 

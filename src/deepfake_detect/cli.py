@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from deepfake_detect import __version__
-from deepfake_detect.errors import DetectorError
+from deepfake_detect.errors import DataError, DetectorError
 
 app = typer.Typer(
     name="deepfake-detect",
@@ -216,13 +216,17 @@ def audit(
 ) -> None:
     """Audit a dataset: formats, sizes, JPEG quality, duplicates, and shortcuts."""
     from deepfake_detect.audit import cached_audit
-    from deepfake_detect.checkpoint import atomic_write_json
+    from deepfake_detect.checkpoint import atomic_write_json, check_output_path
     from deepfake_detect.datasets import index_dataset
 
     if output is not None and output.suffix.lower() != ".json":
         raise ValueError(f"--output must end in .json, not {output.name!r}")
+    if output is not None:
+        check_output_path(output)
     report = cached_audit(index_dataset(data), workers=workers, progress=sys.stderr.isatty())
     typer.echo(report.format_text())
+    if len(report.unreadable) == len(report.facts):
+        raise DataError(f"no image could be read ({len(report.facts)} unreadable, listed above)")
     if output is not None:
         atomic_write_json(output, report.to_dict(include_images=images))
     if strict and report.shortcuts:
@@ -246,14 +250,14 @@ def evaluate(
 
     Images that the model's recorded split does not know (never trained on) count as test.
     """
+    from deepfake_detect.evaluation import check_report_folder, evaluation_records
     from deepfake_detect.evaluation import evaluate as run_evaluation
-    from deepfake_detect.evaluation import evaluation_records
     from deepfake_detect.inference import load_detector
     from deepfake_detect.metrics import format_summary_table
 
     if split not in ("train", "valid", "test", "all"):
         raise ValueError(f"--split must be test, valid, train or all, not {split!r}")
-    check_output_folder(output)
+    check_report_folder(output)
     detector = load_detector(model, device=device)
     records = evaluation_records(data, split, detector.model_dir)
     metrics = run_evaluation(
@@ -270,12 +274,6 @@ def evaluate(
     typer.echo(f"written to {output}")
 
 
-def check_output_folder(path: Path) -> None:
-    """Refuse an output that cannot become a folder before any scoring is done."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--output {path}: exists and is not a folder")
-
-
 @app.command()
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursive).")],
@@ -288,12 +286,15 @@ def predict(
     device: DeviceOption = "auto",
 ) -> None:
     """Score images: P(fake) and a real/fake label for each."""
+    from deepfake_detect.checkpoint import check_output_path
     from deepfake_detect.inference import expand_paths, load_detector
 
     if output is not None and output.suffix.lower() not in PREDICTION_FORMATS:
         raise ValueError(
             f"--output must end in {', '.join(PREDICTION_FORMATS)}, not {output.name!r}"
         )
+    if output is not None:
+        check_output_path(output)
     files = expand_paths(paths)
     detector = load_detector(model, device=device)
     predictions = detector.score(files, batch_size=batch_size, threshold=threshold)
@@ -338,7 +339,7 @@ def write_predictions(path: Path, records: list[dict], info: dict) -> None:
         )
     else:
         text = "".join(json.dumps({**r, **info}) + "\n" for r in records)
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode(errors="surrogateescape"))  # any file name
 
 
 def _fmt(value: float | None) -> str:

@@ -255,7 +255,7 @@ def _csv_dict_rows(path: Path, required: Sequence[str]) -> Iterable[tuple[int, d
     """Yield (line number, row) of a CSV with a header, checking the required columns."""
     try:
         # utf-8-sig: spreadsheet programs often save CSVs with a byte-order mark.
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
             reader = csv.DictReader(handle)
             columns = [c.strip() for c in reader.fieldnames or []]
             absent = [c for c in required if c not in columns]
@@ -490,7 +490,8 @@ def write_split_csv(records: Iterable[ImageRecord], path: str | os.PathLike) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
+        # surrogateescape: a file name that is not UTF-8 is written as its bytes, read back whole
+        with os.fdopen(handle, "w", newline="", encoding="utf-8", errors="surrogateescape") as out:
             writer = csv.writer(out)
             writer.writerow(CSV_COLUMNS)
             for r in records:
@@ -512,7 +513,7 @@ def read_split_csv(path: str | os.PathLike) -> list[ImageRecord]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
             reader = csv.reader(handle)
             header = [c.strip() for c in next(reader, [])]
             if tuple(header) != CSV_COLUMNS:

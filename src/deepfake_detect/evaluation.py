@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepfake_detect.checkpoint import atomic_write_bytes, atomic_write_json, check_threshold
+from deepfake_detect.checkpoint import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_output_path,
+    check_threshold,
+)
 from deepfake_detect.datasets import (
     SPLIT_NAME,
     ImageRecord,
@@ -141,10 +146,25 @@ def per_source_metrics(sources: Sequence[str], labels, scores, threshold) -> dic
     }
 
 
+REPORT_FILES = ("classification_report.txt", "confusion_matrix.png", "roc.png", "metrics.json")
+
+
+def check_report_folder(output_dir: str | os.PathLike) -> None:
+    """Refuse a report folder that could not take all the report's files: run before scoring,
+    and again before writing, so no report is left half-written."""
+    output_dir = Path(output_dir)
+    check_output_path(output_dir, folder=True)
+    for name in REPORT_FILES:
+        if (output_dir / name).is_dir():
+            raise ValueError(f"--output {output_dir}: {name} there is a folder; remove it first")
+
+
 def write_report(output_dir: Path, metrics: dict, labels: np.ndarray, scores: np.ndarray) -> None:
+    """The report's files, each written atomically, after checking that all of them can be."""
+    check_report_folder(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     report = classification_report_text(labels, scores, metrics["threshold"])
-    atomic_write_bytes(output_dir / "classification_report.txt", report.encode())
-    plot_confusion_matrix(metrics["confusion_matrix"], output_dir / "confusion_matrix.png")
-    plot_roc(labels, scores, output_dir / "roc.png")
-    atomic_write_json(output_dir / "metrics.json", metrics)
+    atomic_write_bytes(output_dir / REPORT_FILES[0], report.encode())
+    plot_confusion_matrix(metrics["confusion_matrix"], output_dir / REPORT_FILES[1])
+    plot_roc(labels, scores, output_dir / REPORT_FILES[2])
+    atomic_write_json(output_dir / REPORT_FILES[3], metrics)

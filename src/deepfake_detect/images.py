@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +24,9 @@ from deepfake_detect.errors import ImageError
 
 MAX_IMAGE_PIXELS: int = 40_000_000
 """Default limit on width * height, checked before any pixel is decoded (decompression bombs)."""
+
+MAX_FILE_BYTES: int = 512 * 1024 * 1024
+"""Largest image file read at all: a file is read whole, so a bigger one is refused unread."""
 
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
 """PIL format names that `load_image` accepts; everything else is refused by its magic bytes."""
@@ -94,7 +98,10 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
     """Read a whole file; a missing, unreadable or directory path is an `ImageError`."""
     name = _path_name(path)
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            _check_file_size(name, size)
+            return file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -103,6 +110,23 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
         raise ImageError(f"{name}: permission denied") from None
     except OSError as exc:
         raise ImageError(f"{name}: cannot read file ({_reason(exc)})") from None
+
+
+def _check_file_size(name: str, size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise ImageError(
+            f"{name}: file is {size / 2**20:.0f} MiB, over the limit of "
+            f"{MAX_FILE_BYTES / 2**20:.0f} MiB for an image"
+        )
+
+
+def open_quietly(data: bytes, image_format: str) -> Image.Image:
+    """`Image.open` on bytes, header only, without Pillow's DecompressionBombWarning: the
+    callers refuse oversized images themselves, in one line (Pillow's own error still rises
+    for images over twice its limit)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data), formats=[image_format])
 
 
 def load_image(source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
@@ -192,11 +216,12 @@ def _read_file_object(file: BinaryIO) -> tuple[str, bytes]:
     file_name = getattr(file, "name", None)
     name = _path_name(file_name) if isinstance(file_name, str) else "<file>"
     try:
-        data = file.read()
+        data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ImageError(f"{name}: cannot read file ({_reason(exc)})") from None
     if not isinstance(data, (bytes, bytearray)):
         raise ImageError(f"{name}: file is open in text mode, not binary")
+    _check_file_size(name, len(data))
     return name, bytes(data)
 
 
@@ -213,7 +238,7 @@ def _detect_format(name: str, data: bytes) -> str:
 def _open(name: str, data: bytes, image_format: str) -> Image.Image:
     """Read the header only; `formats` stops PIL trying decoders other than the sniffed one."""
     try:
-        return Image.open(io.BytesIO(data), formats=[image_format])
+        return open_quietly(data, image_format)
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not a valid {image_format} file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -234,7 +259,29 @@ def _decode(image: Image.Image, name: str, max_pixels: int) -> Image.Image:
         oriented = ImageOps.exif_transpose(image)
     except _DECODE_ERRORS as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({_reason(exc)})") from None
+    if image.format == "JPEG" and _ends_in_grey_fill(image):
+        raise ImageError(
+            f"{name}: corrupt or truncated image (the JPEG data ends early and the decoder "
+            "filled the rest with grey)"
+        )
     return _to_rgb(oriented, name)
+
+
+def _ends_in_grey_fill(image: Image.Image) -> bool:
+    """Whether a decoded JPEG ends in the mid-grey that libjpeg paints where its data stopped.
+
+    A JPEG cut short but still closed by an end-of-image marker decodes without an error (the
+    decoder only warns), every block after the cut set to exactly 128. Its last 8 rows all at
+    128, below content that is not, is that fill: a photograph, noisy and lossy, practically
+    never has whole rows at exactly 128, and an image uniformly grey throughout is left alone.
+    """
+    if image.mode not in ("L", "RGB"):
+        return False
+    width, height = image.size
+    rows = min(8, height)
+    if not (np.asarray(image.crop((0, height - rows, width, height))) == 128).all():
+        return False
+    return not (np.asarray(image) == 128).all()
 
 
 def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:

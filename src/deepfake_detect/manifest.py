@@ -58,11 +58,11 @@ def write_manifest(rows: Sequence[ManifestRow], path: str | os.PathLike) -> None
     for row in rows:
         label = LABEL_NAMES[row.label]
         writer.writerow([row.path, row.sha256, label, row.source, row.group, row.split])
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    atomic_write_bytes(path, buffer.getvalue().encode(errors="surrogateescape"))
 
 
 def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         reader = csv.reader(f)
         if tuple(next(reader, ())) != MANIFEST_COLUMNS:
             raise DataError(f"{path}: not a split manifest (header {','.join(MANIFEST_COLUMNS)})")

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from deepfake_detect.checkpoint import (
     ModelConfig,
     atomic_write_json,
+    check_output_path,
     load_tensors,
     save_model,
     save_tensors,
@@ -445,16 +446,31 @@ class Trainer:
         self.valid_transform = self._valid_transform()
         self.records = prepare_records(options, self.run_dir / SPLIT_NAME)
         check_images([*self.records["train"], *self.records["valid"]], options.progress)
+        self._start_run_folder()
+
+    def _start_run_folder(self) -> None:
+        """The split, then the options that mark the folder as a run; a new run that fails
+        here takes away what it made, so the same command can simply be run again."""
+        o, new_folder = self.options, not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.run_dir / OPTIONS_NAME, options.to_json())
-        if self.records["made"] is not None:
-            write_split_csv(self.records["made"], self.run_dir / SPLIT_NAME)
+        try:
+            if self.records["made"] is not None:
+                write_split_csv(self.records["made"], self.run_dir / SPLIT_NAME)
+            atomic_write_json(self.run_dir / OPTIONS_NAME, o.to_json())
+        except BaseException:
+            if not o.resume:
+                for name in (SPLIT_NAME, OPTIONS_NAME):
+                    (self.run_dir / name).unlink(missing_ok=True)
+                if new_folder:
+                    self.run_dir.rmdir()
+            raise
 
     def _valid_transform(self):
         return validation_transform(self.config, self.source_steps)
 
     def _open_run(self) -> RunState:
         run_dir, options = self.run_dir, self.options
+        check_output_path(run_dir, folder=True)
         state = read_state(run_dir)
         used = run_dir.is_dir() and any(run_dir.iterdir())
         if options.resume and not (run_dir / OPTIONS_NAME).is_file():
