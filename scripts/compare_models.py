@@ -59,8 +59,14 @@ def compare(argv: list[str] | None) -> int:
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--manifest", type=Path, default=BUNDLED_DIR / MANIFEST_NAME)
     p.add_argument("--jpeg-quality", type=int, default=75)
+    p.add_argument(
+        "--scale", type=float, default=1.0,
+        help="resize every image by this factor (bicubic) before re-encoding it",
+    )  # fmt: skip
     args = p.parse_args(argv)
 
+    if not 0.1 <= args.scale <= 4.0:
+        raise ValueError(f"--scale must be within 0.1-4, got {args.scale:g}")
     if not args.data.is_dir():
         raise ValueError(f"{args.data}: no such data folder")
     rows = [r for r in read_manifest(args.manifest) if r.split == args.split]
@@ -71,7 +77,9 @@ def compare(argv: list[str] | None) -> int:
     sources = np.array([r.source for r in rows])
     scores = []
     for model in (args.model_a, args.model_b):
-        predictions = score_records(load_detector(model), records, jpeg_quality=args.jpeg_quality)
+        predictions = score_records(
+            load_detector(model), records, jpeg_quality=args.jpeg_quality, scale=args.scale
+        )
         failed = [p for p in predictions if p.error is not None]
         if failed:
             raise SystemExit(
@@ -79,6 +87,7 @@ def compare(argv: list[str] | None) -> int:
             )
         scores.append(np.array([p.score for p in predictions]))
     where = f"{args.split} split, JPEG quality {args.jpeg_quality}"
+    where += f", resized {args.scale:g}x first" if args.scale != 1.0 else ""
     print(f"ROC-AUC({args.model_a}) - ROC-AUC({args.model_b}), {where}:")
     for source in sorted(set(sources)):
         mask = sources == source

@@ -64,8 +64,27 @@ def test_bad_inputs_are_one_line_errors(compare, tmp_path, capsys):
         ([str(tmp_path / "nope"), bundled, "--data", str(tmp_path)], "model not found"),
         ([bundled, bundled, "--data", str(tmp_path / "nope")], "no such data folder"),
         ([bundled, bundled, "--data", str(tmp_path), "--manifest", str(empty)], "no images"),
+        ([bundled, bundled, "--data", str(tmp_path), "--scale", "9"], "--scale must be within"),
     ]
     for argv, message in cases:
         assert compare.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_images_can_arrive_at_another_size_before_their_re_encoding(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from deepfake_detect.datasets import ImageRecord
+    from deepfake_detect.evaluation import reencoded, score_records
+
+    Image.new("RGB", (40, 20), (10, 200, 30)).save(tmp_path / "a.png")
+    record = ImageRecord(tmp_path / "a.png", 0, "s", "g")
+    for scale, size in ((0.5, (20, 10)), (2.0, (80, 40)), (1.0, (40, 20))):
+        (data,) = reencoded([record], 90, scale)
+        with Image.open(io.BytesIO(data)) as image:
+            assert (image.format, image.size) == ("JPEG", size)
+    with pytest.raises(ValueError, match="needs a JPEG quality"):
+        score_records(None, [record], scale=2.0)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
 from deepfake_detect.checkpoint import (
     atomic_write_bytes,
@@ -76,8 +77,11 @@ def recorded_split(records: Sequence[ImageRecord], model_dir: Path | None, seed:
     return [replace(r, split=s or "test") for r, s in zip(records, splits, strict=True)]
 
 
-def reencoded(records: Sequence[ImageRecord], quality: int) -> Iterator[bytes | str]:
-    """Each image re-encoded as JPEG at one quality, so the file format carries no label.
+def reencoded(
+    records: Sequence[ImageRecord], quality: int, scale: float = 1.0
+) -> Iterator[bytes | str]:
+    """Each image re-encoded as JPEG at one quality, so the file format carries no label;
+    with `scale`, first resized by that factor (bicubic), as if it had arrived at another size.
 
     An unreadable file is passed on as its path, for the detector to report its error.
     """
@@ -87,16 +91,28 @@ def reencoded(records: Sequence[ImageRecord], quality: int) -> Iterator[bytes | 
         except ImageError:
             yield str(record.path)
             continue
+        if scale != 1.0:
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.BICUBIC)
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=quality)
         yield buffer.getvalue()
 
 
-def score_records(detector: Detector, records, *, batch_size=32, jpeg_quality=None):
-    """Predictions for the records, in order; optionally after re-encoding them as JPEG."""
+def score_records(detector: Detector, records, *, batch_size=32, jpeg_quality=None, scale=1.0):
+    """Predictions for the records, in order; optionally after re-encoding them as JPEG (and
+    resizing them by `scale` first)."""
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
         raise ValueError(f"JPEG quality must be within 1-100, got {jpeg_quality}")
-    inputs = [r.path for r in records] if jpeg_quality is None else reencoded(records, jpeg_quality)
+    if not 0.1 <= scale <= 4.0:
+        raise ValueError(f"scale must be within 0.1-4, got {scale}")
+    if scale != 1.0 and jpeg_quality is None:
+        raise ValueError("a scale needs a JPEG quality to re-encode the resized images at")
+    inputs = (
+        [r.path for r in records]
+        if jpeg_quality is None
+        else reencoded(records, jpeg_quality, scale)
+    )
     return detector.score(inputs, batch_size=batch_size)
 
 
