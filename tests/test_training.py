@@ -401,3 +401,20 @@ def test_resume_accepts_a_run_from_before_an_option_existed(multi_source_data, t
         (run_dir / "state.json").unlink()
         train(tiny_options(multi_source_data, run_dir, resume=True, balance_sources=True,
                            **options))  # fmt: skip
+
+
+def test_split_seed_holds_the_split_while_the_seed_changes(multi_source_data, tmp_path):
+    """Ensemble members need other seeds on one split: --split-seed fixes the split alone."""
+    from deepfake_detect.training import prepare_records
+
+    def split_of(**kwargs):
+        options = tiny_options(multi_source_data, tmp_path / "run", audit=False, **kwargs)
+        made = prepare_records(options, tmp_path / "no-split.csv")["made"]
+        return {(r.path, r.split) for r in made}
+
+    first = split_of(seed=0)
+    assert split_of(seed=1) != first  # the seed alone moves the split...
+    assert split_of(seed=1, split_seed=0) == first  # ...unless the split has its own seed
+    assert split_of(seed=0, split_seed=1) == split_of(seed=1)
+    with pytest.raises(ValueError, match="--split-seed"):
+        tiny_options(multi_source_data, tmp_path / "run", split_seed=-1)

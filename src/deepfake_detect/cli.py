@@ -135,7 +135,11 @@ def train(
     test_fraction: Annotated[
         float, typer.Option(help="Share of each class and source held out for testing.")
     ] = 0.2,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, sampling and augmentation.")] = 0,
+    split_seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the split alone (default: --seed): other seeds, same split."),
+    ] = None,
     device: DeviceOption = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
 ) -> None:
@@ -152,7 +156,8 @@ def train(
         audit=run_audit,
         frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs,
         batch_size=batch_size, lr=lr, finetune_lr=finetune_lr, weight_decay=weight_decay,
-        patience=patience, select_by=select_by, seed=seed, device=device,
+        patience=patience, select_by=select_by, seed=seed, split_seed=split_seed,
+        device=device,
         feature_cache=feature_cache, cache_copies=cache_copies, workers=workers, resume=resume,
         valid_fraction=valid_fraction, test_fraction=test_fraction,
         progress=sys.stderr.isatty(),
@@ -185,7 +190,7 @@ def ensemble(
     """Combine trained runs into one model: mean of their logits, threshold chosen on validation.
 
     The members must share their split, preprocessing and re-encoding (train them with the same
-    --data, --seed, fractions, --audit, --reencode, backbone family and --image-size).
+    --data, split seed, fractions, --audit, --reencode, backbone family and --image-size).
     """
     from deepfake_detect.ensemble import build_ensemble
 

@@ -104,6 +104,7 @@ class TrainOptions:
     patience: int = 3
     select_by: str = "loss"
     seed: int = 0
+    split_seed: int | None = None
     device: str = "auto"
     feature_cache: bool = True
     cache_copies: int = 0
@@ -122,6 +123,7 @@ class TrainOptions:
             (self.select_by in SELECT_BY, f"--select-by must be one of {', '.join(SELECT_BY)}"),
             (self.head in HEADS, f"--head must be one of {', '.join(HEADS)}"),
             (self.seed >= 0, "--seed must be >= 0"),
+            (self.split_seed is None or self.split_seed >= 0, "--split-seed must be >= 0"),
             (self.pretrained_file is None or Path(self.pretrained_file).is_file(),
              f"--pretrained-file {self.pretrained_file}: no such file"),
             (self.frozen_epochs >= 0 and self.finetune_epochs >= 0, "epochs must be >= 0"),
@@ -350,7 +352,7 @@ def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[I
                 records,
                 valid_fraction=options.valid_fraction,
                 test_fraction=options.test_fraction,
-                seed=options.seed,
+                seed=options.seed if options.split_seed is None else options.split_seed,
             )
     train, valid = select(records, "train"), select(records, "valid")
     for name, part in (("train", train), ("valid", valid)):
