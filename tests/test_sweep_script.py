@@ -117,3 +117,20 @@ def test_a_bad_candidates_file_is_one_line_and_starts_nothing(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).parents[1] / "scripts").glob("sweep*.json"))
+)
+def test_every_committed_candidates_file_parses_as_train_options(sweep, name, tmp_path):
+    """A candidate with a misspelt or retired option would only fail once its run started."""
+    import typer
+
+    from deepfake_detect.cli import app
+
+    base, candidates = sweep.read_candidates(Path(__file__).parents[1] / "scripts" / name, None)
+    train = typer.main.get_command(app).commands["train"]
+    for own in candidates.values():
+        args = [*base, *own, "--data", str(tmp_path), "--output", str(tmp_path / "run")]
+        with train.make_context("train", args) as ctx:
+            assert ctx.params["output"] == tmp_path / "run"
