@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
@@ -63,8 +64,14 @@ def build_layout(
 
     if not 0 < keep <= 1:
         raise ValueError(f"--keep must lie in (0, 1], got {keep}")
+    if not data.is_dir():
+        raise ValueError(f"{data}: no such folder")
     if out.exists():
         raise ValueError(f"{out}: already exists; choose a new folder")
+    if not out.parent.is_dir():
+        raise ValueError(f"{out.parent}: no such folder")
+    if out.resolve().is_relative_to(data.resolve()):
+        raise ValueError(f"{out}: inside the data folder {data}; choose a folder outside it")
     rows = [r for r in read_manifest(manifest) if r.split in SPLITS]
     if source not in {r.source for r in rows}:
         raise ValueError(f"{manifest}: no source named {source!r}")
@@ -75,11 +82,14 @@ def build_layout(
     dropped = set()
     for label, members in by_class.items():
         members.sort(key=lambda r: PurePosixPath(r.path).name)
-        n_drop = len(members) - round(keep * len(members))
-        # seed * 10 + len(label): the draw that made the README's seventh-round runs
-        dropped |= {r.path for r in random.Random(seed * 10 + len(label)).sample(members, n_drop)}
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+        n_keep = round(keep * len(members))
+        if n_keep == 0:
+            raise ValueError(f"--keep {keep} keeps no {label} training image of {source}")
+        # Random(seed * 10 + len(label)), which is seed * 10 + 4 for both classes: the draw
+        # that made the README's seventh-round runs.
+        rng = random.Random(seed * 10 + len(label))
+        dropped |= {r.path for r in rng.sample(members, len(members) - n_keep)}
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     kept: dict[tuple[str, str], int] = defaultdict(int)
     try:
         for row in rows:

@@ -1,5 +1,7 @@
 """scripts/subsample_source.py: the bundled split as a folder layout, one source thinned."""
 
+import random
+
 import pytest
 from conftest import load_script, write_class_folders
 
@@ -48,6 +50,11 @@ def test_thins_one_source_keeps_the_split_and_leaves_out_the_held_out_images(
     # the layout is what train reads as a split of its own
     indexed = index_dataset([out])
     assert {r.split for r in indexed} == {"train", "valid"}
+    # the draw of the README's seventh round: Random(seed * 10 + 4) over the names, sorted
+    train_real = sorted(r.path.name for r in records if (r.source, r.split) == ("alpha", "train")
+                        and r.path.parent.name == "real")  # fmt: skip
+    dropped = random.Random(14).sample(train_real, len(train_real) - round(0.5 * len(train_real)))
+    assert names(out / "alpha" / "train" / "real") == sorted(set(train_real) - set(dropped))
     again = tmp_path / "again"
     argv_again = [str(data), str(again), "--source", "alpha", "--keep", "0.5", "--seed", "1"]
     assert script.main([*argv_again, "--manifest", str(manifest)]) == 0
@@ -65,13 +72,14 @@ def test_a_changed_image_is_one_line_and_leaves_nothing(
     assert script.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "sha256" in err and "\n" not in err
-    assert not out.exists() and not (tmp_path / "out.partial").exists()
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [(["--keep", "0"], "--keep"), (["--keep", "1.5"], "--keep"),
-     (["--keep", "0.5", "--source", "gamma"], "no source named")],
+     (["--keep", "0.5", "--source", "gamma"], "no source named"),
+     (["--keep", "0.01"], "keeps no")],
 )  # fmt: skip
 def test_bad_options_are_one_line(script, data_and_manifest, tmp_path, capsys, extra, message):
     data, manifest, _ = data_and_manifest
@@ -79,3 +87,20 @@ def test_bad_options_are_one_line(script, data_and_manifest, tmp_path, capsys, e
     assert script.main([*argv, *extra]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_output_inside_the_data_or_under_a_missing_folder_is_refused(
+    script, data_and_manifest, tmp_path, capsys
+):
+    data, manifest, _ = data_and_manifest
+    cases = [
+        (data, data / "thinned", "inside the data folder"),
+        (data, tmp_path / "no" / "out", "no such folder"),
+        (tmp_path / "nodata", tmp_path / "out", "no such folder"),
+    ]
+    for root, out, message in cases:
+        argv = [str(root), str(out), "--source", "alpha", "--keep", "0.5"]
+        assert script.main([*argv, "--manifest", str(manifest)]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
+    assert not (tmp_path / "no").exists()

@@ -135,10 +135,19 @@ def train(
     test_fraction: Annotated[
         float, typer.Option(help="Share of each class and source held out for testing.")
     ] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed of the split, sampling and augmentation.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the split (unless --split-seed), the head's initial weights, the "
+            "sampling, the augmentation and each validation image's JPEG quality."
+        ),
+    ] = 0,
     split_seed: Annotated[
         int | None,
-        typer.Option(help="Seed of the split alone (default: --seed): other seeds, same split."),
+        typer.Option(
+            help="Seed of the split alone (default: --seed; ignored when the data brings its "
+            "own split): other seeds, same split."
+        ),
     ] = None,
     device: DeviceOption = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
