@@ -418,3 +418,15 @@ def test_split_seed_holds_the_split_while_the_seed_changes(multi_source_data, tm
     assert split_of(seed=0, split_seed=1) == split_of(seed=1)
     with pytest.raises(ValueError, match="--split-seed"):
         tiny_options(multi_source_data, tmp_path / "run", split_seed=-1)
+
+
+def test_resume_takes_a_split_seed_equal_to_the_seed_as_no_change(multi_source_data, tmp_path):
+    """--split-seed 0 on a run started with --seed 0 asks for the split it already has."""
+    from deepfake_detect.errors import DataError
+    from deepfake_detect.training import check_same_options
+
+    stored = tmp_path / "options.json"
+    stored.write_text(json.dumps(tiny_options(multi_source_data, tmp_path / "run").to_json()))
+    check_same_options(stored, tiny_options(multi_source_data, tmp_path / "run", split_seed=0))
+    with pytest.raises(DataError, match="split_seed 0 -> 1"):
+        check_same_options(stored, tiny_options(multi_source_data, tmp_path / "run", split_seed=1))

@@ -404,10 +404,14 @@ def check_same_options(path: Path, options: TrainOptions) -> None:
     current = options.to_json()
     # An option added after the run started counts as given with its default value.
     defaults = {f.name: f.default for f in fields(TrainOptions)}
+    stored = {key: stored.get(key, default) for key, default in defaults.items()}
+    for values in (stored, current):  # no split seed means the seed's: the same split
+        if values["split_seed"] is None:
+            values["split_seed"] = values["seed"]
     changed = [
-        f"{key} {stored.get(key, defaults[key])!r} -> {value!r}"
+        f"{key} {stored[key]!r} -> {value!r}"
         for key, value in current.items()
-        if key not in RESUMABLE_CHANGES and stored.get(key, defaults[key]) != value
+        if key not in RESUMABLE_CHANGES and stored[key] != value
     ]
     if changed:
         raise DataError("--resume with other options than the run's: " + "; ".join(changed))
