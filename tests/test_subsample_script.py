@@ -29,6 +29,14 @@ def names(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
+def names_in(records, source, split, label):
+    return sorted(
+        r.path.name
+        for r in records
+        if (r.source, r.split, r.path.parent.name) == (source, split, label)
+    )
+
+
 def test_thins_one_source_keeps_the_split_and_leaves_out_the_held_out_images(
     script, data_and_manifest, tmp_path
 ):
@@ -37,22 +45,17 @@ def test_thins_one_source_keeps_the_split_and_leaves_out_the_held_out_images(
     argv = [str(data), str(out), "--source", "alpha", "--keep", "0.5", "--seed", "1"]
     assert script.main([*argv, "--manifest", str(manifest)]) == 0
     for source, label in [("alpha", "real"), ("alpha", "fake"), ("beta", "real")]:
-        train = [r for r in records if (r.source, r.split) == (source, "train")
-                 and r.path.parent.name == label]  # fmt: skip
+        train = names_in(records, source, "train", label)
         got = names(out / source / "train" / label)
-        expected = round(0.5 * len(train)) if source == "alpha" else len(train)
-        assert len(got) == expected
-        assert set(got) <= {r.path.name for r in train}
-    valid = sorted(r.path.name for r in records if r.split == "valid" and r.source == "alpha"
-                   and r.path.parent.name == "real")  # fmt: skip
-    assert names(out / "alpha" / "valid" / "real") == valid
+        assert len(got) == (round(0.5 * len(train)) if source == "alpha" else len(train))
+        assert set(got) <= set(train)
+    assert names(out / "alpha" / "valid" / "real") == names_in(records, "alpha", "valid", "real")
     assert not list(out.rglob("test"))  # the held-out images stay out of reach
     # the layout is what train reads as a split of its own
     indexed = index_dataset([out])
     assert {r.split for r in indexed} == {"train", "valid"}
     # the draw of the README's seventh round: Random(seed * 10 + 4) over the names, sorted
-    train_real = sorted(r.path.name for r in records if (r.source, r.split) == ("alpha", "train")
-                        and r.path.parent.name == "real")  # fmt: skip
+    train_real = names_in(records, "alpha", "train", "real")
     dropped = random.Random(14).sample(train_real, len(train_real) - round(0.5 * len(train_real)))
     assert names(out / "alpha" / "train" / "real") == sorted(set(train_real) - set(dropped))
     again = tmp_path / "again"
