@@ -120,12 +120,13 @@ def test_predict_writes_each_format(kaggle_run, kaggle_root, tmp_path, capsys, m
 
 def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, monkeypatch):
     image = next((kaggle_root / "real_vs_fake" / "real-vs-fake" / "test" / "real").iterdir())
-    code, stdout, _ = run_cli(
+    code, stdout, stderr = run_cli(
         ["predict", str(image), "--model", str(kaggle_run)], capsys, monkeypatch
     )
     assert code == 0
     assert stdout.splitlines()[0].split() == ["path", "score", "label", "error"]
     assert str(image) in stdout
+    assert stderr.startswith("1 image: ")
 
 
 @pytest.mark.parametrize(

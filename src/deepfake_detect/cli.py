@@ -320,7 +320,8 @@ def predict(
     failed = sum(r["error"] is not None for r in records)
     fakes = sum(r["label"] == "fake" for r in records)
     reals = len(records) - fakes - failed
-    typer.echo(f"{len(records)} images: {fakes} fake, {reals} real, {failed} failed", err=True)
+    noun = "image" if len(records) == 1 else "images"
+    typer.echo(f"{len(records)} {noun}: {fakes} fake, {reals} real, {failed} failed", err=True)
     if failed:
         raise typer.Exit(1)
 
