@@ -6,7 +6,7 @@ Both models score the same images of one split of a split manifest (default: the
 model's), re-encoded to JPEG quality 75 as in every measurement of the bundled model. Each
 bootstrap resample draws images with replacement within a source and scores both models on the
 same draw, so the interval is that of the difference, much narrower than two separate intervals.
-An interval that excludes 0 is how the README decides that one model is better on a source.
+An interval that excludes 0 is how docs/experiments.md decides that one model is better on a source.
 """
 
 from __future__ import annotations

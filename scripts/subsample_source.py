@@ -9,7 +9,8 @@ The output is a split-folder layout, SOURCE/{train,valid}/{real,fake}/NAME, of h
 across file systems) to the images the split manifest names, each checked against its sha256.
 `train` takes the split from the layout, so every run keeps the manifest's validation images and
 never sees its held-out ones. Of the source's training images, each class keeps round(keep x n),
-drawn with --seed: the README's seventh round used --keep 0.5 and 0.25 with seeds 1 and 2.
+drawn with --seed: the seventh round of docs/experiments.md used --keep 0.5 and 0.25 with
+seeds 1 and 2.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def build_layout(
         if n_keep == 0:
             raise ValueError(f"--keep {keep} keeps no {label} training image of {source}")
         # Random(seed * 10 + len(label)), which is seed * 10 + 4 for both classes: the draw
-        # that made the README's seventh-round runs.
+        # that made the seventh-round runs of docs/experiments.md.
         rng = random.Random(seed * 10 + len(label))
         dropped |= {r.path for r in rng.sample(members, len(members) - n_keep)}
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

@@ -54,7 +54,7 @@ def test_thins_one_source_keeps_the_split_and_leaves_out_the_held_out_images(
     # the layout is what train reads as a split of its own
     indexed = index_dataset([out])
     assert {r.split for r in indexed} == {"train", "valid"}
-    # the draw of the README's seventh round: Random(seed * 10 + 4) over the names, sorted
+    # the draw of docs/experiments.md's seventh round: Random(seed * 10 + 4) over the names, sorted
     train_real = names_in(records, "alpha", "train", "real")
     dropped = random.Random(14).sample(train_real, len(train_real) - round(0.5 * len(train_real)))
     assert names(out / "alpha" / "train" / "real") == sorted(set(train_real) - set(dropped))
