@@ -538,10 +538,12 @@ def test_image_record_rejects_bad_label_and_split() -> None:
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not available")
-def test_shared_data_indexes_as_two_sources() -> None:
+def test_shared_data_indexes_as_three_sources() -> None:
     records = index_dataset([SHARED_DATA])
     counts = Counter((r.source, r.label) for r in records)
     assert counts == {
+        ("faces140k-extra", 0): 5000,
+        ("faces140k-extra", 1): 4997,
         ("faces140k-sample", 0): 640,
         ("faces140k-sample", 1): 607,
         ("headshots-sg2", 0): 2000,
