@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import signal
 import subprocess
@@ -430,3 +431,53 @@ def test_resume_takes_a_split_seed_equal_to_the_seed_as_no_change(multi_source_d
     check_same_options(stored, tiny_options(multi_source_data, tmp_path / "run", split_seed=0))
     with pytest.raises(DataError, match="split_seed 0 -> 1"):
         check_same_options(stored, tiny_options(multi_source_data, tmp_path / "run", split_seed=1))
+
+
+def test_split_manifest_keeps_held_out_images_held_out_when_the_data_grows(
+    multi_source_data, tmp_path
+):
+    """A grown dataset (a new source beside the old ones) keeps the manifest's split for every
+    image it names, matched by content, and splits only the new images around them."""
+    import shutil
+
+    from conftest import write_class_folders
+
+    from deepfake_detect.manifest import manifest_rows, write_manifest
+    from deepfake_detect.training import prepare_records
+
+    old = prepare_records(
+        tiny_options(multi_source_data, tmp_path / "run", audit=False), tmp_path / "none.csv"
+    )["made"]
+    manifest = tmp_path / "split_manifest.csv"
+    write_manifest(manifest_rows(old, multi_source_data), manifest)
+
+    grown = tmp_path / "grown"
+    shutil.copytree(multi_source_data, grown)
+    write_class_folders(grown / "gamma", 30, seed=3)
+    options = tiny_options(grown, tmp_path / "run", audit=False, split_manifest=manifest, seed=5)
+    made = prepare_records(options, tmp_path / "none.csv")["made"]
+
+    split_of = {(r.source, r.path.name): r.split for r in made}
+    assert all(split_of[r.source, r.path.name] == r.split for r in old)
+    gamma = [r.split for r in made if r.source == "gamma"]
+    assert set(gamma) == {"train", "valid", "test"}
+    assert options.to_json()["split_manifest"] == str(manifest)
+
+
+def test_split_manifest_with_other_labels_or_no_match_is_refused(multi_source_data, tmp_path):
+    from deepfake_detect.datasets import index_dataset
+    from deepfake_detect.manifest import apply_manifest_splits, manifest_rows
+
+    records = index_dataset([multi_source_data])
+    rows = manifest_rows([replace_split(r, "test") for r in records[:3]], multi_source_data)
+    flipped = [dataclasses.replace(row, label=1 - row.label) for row in rows]
+    with pytest.raises(DataError, match="in the split manifest"):
+        apply_manifest_splits(records, flipped)
+    with pytest.raises(DataError, match="names none of the images"):
+        apply_manifest_splits(records[3:], rows)
+    with pytest.raises(ValueError, match="--split-manifest"):
+        tiny_options(multi_source_data, tmp_path / "run", split_manifest=tmp_path / "missing.csv")
+
+
+def replace_split(record, split):
+    return dataclasses.replace(record, split=split)

@@ -149,6 +149,13 @@ def train(
             "own split): other seeds, same split."
         ),
     ] = None,
+    split_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model's split_manifest.csv: the images it names keep their split (matched "
+            "by content), the rest are split around them."
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
 ) -> None:
@@ -166,6 +173,7 @@ def train(
         frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs,
         batch_size=batch_size, lr=lr, finetune_lr=finetune_lr, weight_decay=weight_decay,
         patience=patience, select_by=select_by, seed=seed, split_seed=split_seed,
+        split_manifest=split_manifest,
         device=device,
         feature_cache=feature_cache, cache_copies=cache_copies, workers=workers, resume=resume,
         valid_fraction=valid_fraction, test_fraction=test_fraction,

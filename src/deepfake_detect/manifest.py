@@ -8,6 +8,7 @@ held-out images on another machine, wherever the data lies.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import os
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepfake_detect.checkpoint import atomic_write_bytes
-from deepfake_detect.datasets import LABEL_NAMES, ImageRecord
+from deepfake_detect.datasets import LABEL_NAMES, SPLITS, ImageRecord
 from deepfake_detect.errors import DataError
 
 MANIFEST_NAME = "split_manifest.csv"
@@ -68,6 +69,40 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
             raise DataError(f"{path}: not a split manifest (header {','.join(MANIFEST_COLUMNS)})")
         names = {name: label for label, name in LABEL_NAMES.items()}
         try:
-            return [ManifestRow(p, h, names[lab], s, g, sp) for p, h, lab, s, g, sp in reader]
+            rows = [ManifestRow(p, h, names[lab], s, g, sp) for p, h, lab, s, g, sp in reader]
         except (KeyError, ValueError) as exc:
             raise DataError(f"{path}: malformed row ({exc})") from None
+    for row in rows:
+        if row.split not in SPLITS:
+            raise DataError(f"{path}: {row.path}: unknown split {row.split!r}")
+    return rows
+
+
+def apply_manifest_splits(
+    records: Sequence[ImageRecord], rows: Sequence[ManifestRow]
+) -> list[ImageRecord]:
+    """The records, each image that the manifest names (by content) given the manifest's split
+    and group; the others keep theirs, so `make_split` can split them around the fixed ones.
+
+    This keeps a shipped model's held-out images held out when a dataset grows. An image found
+    with another label than the manifest's, or a manifest that matches no image at all, is a
+    DataError.
+    """
+    by_hash = {row.sha256: row for row in rows}
+    out: list[ImageRecord] = []
+    matched = 0
+    for record in records:
+        row = by_hash.get(file_sha256(record.path))
+        if row is None:
+            out.append(record)
+            continue
+        if row.label != record.label:
+            raise DataError(
+                f"{record.path}: labelled {LABEL_NAMES[record.label]} here but "
+                f"{LABEL_NAMES[row.label]} in the split manifest ({row.path})"
+            )
+        out.append(dataclasses.replace(record, split=row.split, group=row.group))
+        matched += 1
+    if not matched:
+        raise DataError("the split manifest names none of the images found in --data")
+    return out

@@ -42,6 +42,7 @@ from deepfake_detect.datasets import (
 from deepfake_detect.devices import autocast, check_device_name, resolve_device, to_device
 from deepfake_detect.errors import DataError, DetectorError
 from deepfake_detect.images import load_image
+from deepfake_detect.manifest import apply_manifest_splits, read_manifest
 from deepfake_detect.metrics import choose_threshold, compute_metrics
 from deepfake_detect.models import HEADS, DetectorNet, build_model, default_preprocessing
 from deepfake_detect.plots import plot_training_curves
@@ -105,6 +106,7 @@ class TrainOptions:
     select_by: str = "loss"
     seed: int = 0
     split_seed: int | None = None
+    split_manifest: Path | None = None
     device: str = "auto"
     feature_cache: bool = True
     cache_copies: int = 0
@@ -126,6 +128,8 @@ class TrainOptions:
             (self.split_seed is None or self.split_seed >= 0, "--split-seed must be >= 0"),
             (self.pretrained_file is None or Path(self.pretrained_file).is_file(),
              f"--pretrained-file {self.pretrained_file}: no such file"),
+            (self.split_manifest is None or Path(self.split_manifest).is_file(),
+             f"--split-manifest {self.split_manifest}: no such file"),
             (self.frozen_epochs >= 0 and self.finetune_epochs >= 0, "epochs must be >= 0"),
             (self.frozen_epochs + self.finetune_epochs > 0, "train for at least one epoch"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
@@ -161,6 +165,7 @@ class TrainOptions:
         data["data"] = [str(d) for d in self.data]
         data["output"] = str(self.output)
         data["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
+        data["split_manifest"] = str(self.split_manifest) if self.split_manifest else None
         return data
 
 
@@ -338,6 +343,9 @@ def threshold_on_validation(
 def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[ImageRecord]]:
     """Index the data, reuse or make the split, sample the training set.
 
+    With a split manifest, the images it names keep its split (a shipped model's held-out images
+    stay held out) and the others are split around them.
+
     A split made here is returned under "made" for the caller to record in split.csv.
     """
     made = None
@@ -345,6 +353,8 @@ def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[I
         records = read_split_csv(split_file)
     else:
         records = index_dataset(options.data)
+        if options.split_manifest is not None:
+            records = apply_manifest_splits(records, read_manifest(options.split_manifest))
         if options.audit:
             records = audit_and_group(records, options.reencode is None, options.progress)
         if any(r.split is None for r in records):
