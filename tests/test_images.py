@@ -327,7 +327,7 @@ def test_file_cut_in_half_is_an_error(tmp_path: Path, image_format: str) -> None
 
     message = load_error(path)
 
-    assert message.startswith(f"half.{image_format.lower()}: ")
+    assert message.startswith(f"{path}: ")  # the path as given, folders and all
     assert "corrupt or truncated" in message
 
 
@@ -335,21 +335,39 @@ def test_jpeg_missing_only_its_end_marker_is_an_error() -> None:
     # The last two bytes are the EOI marker; PIL would pad it only with LOAD_TRUNCATED_IMAGES.
     data = encode(noisy_rgb(), "JPEG")
 
-    assert "image file is truncated" in load_error(data[:-2])
+    assert "Premature end of JPEG file" in load_error(data[:-2])
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
 def test_jpeg_cut_short_but_closed_by_an_end_marker_is_an_error(tmp_path: Path) -> None:
-    # libjpeg only warns and paints the missing blocks grey; a header claiming far more
-    # pixels than the data holds decodes the same way.
-    data = encode(noisy_rgb(256, 256), "JPEG", quality=90)
-    cut = data[: len(data) * 4 // 10] + b"\xff\xd9"
-    message = load_error(write(tmp_path / "cut.jpg", cut))
-    assert message.startswith("cut.jpg: corrupt or truncated image (the JPEG data ends early")
+    # Pillow decodes such a file without an error: libjpeg only warns, and paints the missing
+    # blocks grey. The warning is what tells, baseline and progressive alike.
+    for progressive in (False, True):
+        data = encode(noisy_rgb(256, 256), "JPEG", quality=90, progressive=progressive)
+        for share in (0.4, 0.9):
+            cut = data[: int(len(data) * share)] + b"\xff\xd9"
+            path = write(tmp_path / "cut.jpg", cut)
+            message = load_error(path)
+            assert message.startswith(f"{path}: corrupt or truncated image (Corrupt JPEG data")
 
+
+def test_jpeg_with_a_mid_grey_border_is_an_image() -> None:
+    """Slides, frames and letter-boxed photos end in rows of exactly (128, 128, 128); they are
+    images, not truncated files (found by a new user: the loader once judged by pixel values)."""
+    photo = np.asarray(noisy_rgb(256, 256)).copy()
+    photo[-16:] = 128
+    for quality in (75, 90, 100):
+        data = encode(Image.fromarray(photo), "JPEG", quality=quality)
+        assert load_image(data).size == (256, 256)
     grey = encode(Image.new("RGB", (64, 64), (128, 128, 128)), "JPEG")
-    assert pixel(load_image(grey), (63, 63)) == (128, 128, 128)  # uniform grey is an image
-    assert load_image(data).size == (256, 256)
+    assert pixel(load_image(grey), (63, 63)) == (128, 128, 128)
+
+
+def test_jpeg_warnings_that_lose_no_pixel_are_accepted() -> None:
+    """Padding before the end marker and data after it are common in camera files."""
+    data = encode(noisy_rgb(64, 64), "JPEG")
+    for variant in (data[:-2] + b"\x00\x00\xff\xd9", data + b"trailing bytes"):
+        assert load_image(variant).size == load_image(data).size
 
 
 def test_file_over_the_size_limit_is_refused_unread(
@@ -357,7 +375,7 @@ def test_file_over_the_size_limit_is_refused_unread(
 ) -> None:
     monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)
     path = write(tmp_path / "big.png", encode(noisy_rgb(), "PNG"))
-    assert load_error(path) == "big.png: file is 0 MiB, over the limit of 0 MiB for an image"
+    assert load_error(path) == f"{path}: file is 0 MiB, over the limit of 0 MiB for an image"
     with open(path, "rb") as file:
         assert "over the limit" in load_error(file)
     monkeypatch.setattr(images, "MAX_FILE_BYTES", 10**6)
@@ -375,7 +393,7 @@ def test_garbage_bytes_are_an_error(tmp_path: Path) -> None:
     garbage = np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes()
     path = write(tmp_path / "garbage.jpg", garbage)
 
-    assert load_error(path).startswith("garbage.jpg: unsupported image format")
+    assert load_error(path).startswith(f"{path}: unsupported image format")
 
 
 def test_garbage_after_a_valid_signature_is_an_error() -> None:
@@ -389,7 +407,7 @@ def test_text_file_named_jpg_is_an_error(tmp_path: Path) -> None:
     path.write_text("this is not a photo\n")
 
     assert load_error(path) == (
-        "photo.jpg: unsupported image format (not JPEG, PNG, WebP, BMP, TIFF or GIF)"
+        f"{path}: unsupported image format (not JPEG, PNG, WebP, BMP, TIFF or GIF)"
     )
 
 
@@ -403,26 +421,32 @@ def test_formats_pil_reads_but_we_do_not_are_errors(tmp_path: Path, image_format
 def test_empty_file_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path / "empty.png", b"")
 
-    assert load_error(path) == "empty.png: empty file"
+    assert load_error(path) == f"{path}: empty file"
     assert load_error(b"") == "<bytes>: empty file"
 
 
-def test_missing_file_is_an_error(tmp_path: Path) -> None:
-    assert load_error(tmp_path / "nowhere.jpg") == "nowhere.jpg: no such file"
-    with pytest.raises(ImageError, match="^nowhere.jpg: no such file$"):
-        read_image_bytes(tmp_path / "nowhere.jpg")
+def test_missing_file_is_an_error_naming_the_path_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new user saw "other.png: no such file" for folder/other.png: the folder matters.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    assert load_error("folder/other.png") == "folder/other.png: no such file"
+    assert load_error(Path("folder/other.png")) == "folder/other.png: no such file"
+    with pytest.raises(ImageError, match="^folder/nowhere.jpg: no such file$"):
+        read_image_bytes(Path("folder/nowhere.jpg"))
 
 
 def test_directory_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "folder.jpg").mkdir()
 
-    assert load_error(tmp_path / "folder.jpg").startswith("folder.jpg: is a directory")
+    assert load_error(tmp_path / "folder.jpg").startswith(f"{tmp_path}/folder.jpg: is a directory")
 
 
 def test_text_mode_file_object_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path / "face.png", encode(Image.new("RGB", (2, 2)), "PNG"))
     with path.open(encoding="latin-1") as text_file:
-        assert load_error(text_file).startswith("face.png: ")
+        assert load_error(text_file).startswith(f"{path}: ")
 
 
 def test_read_image_bytes_returns_the_file(tmp_path: Path) -> None:
@@ -452,7 +476,7 @@ def test_bomb_header_is_refused_before_decoding(tmp_path: Path, no_decoding: Non
 
     message = load_error(path)
 
-    assert message.startswith("big.png: image is too large")
+    assert message.startswith(f"{path}: image is too large")
     assert "limit" in message
 
 

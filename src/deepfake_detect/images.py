@@ -14,7 +14,6 @@ import os
 import struct
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -55,6 +54,11 @@ _DECODE_ERRORS = (
     KeyError,
     struct.error,
 )
+
+# libjpeg's warnings about scan data that stops or breaks (JWRN_HIT_MARKER, JWRN_JPEG_EOF,
+# JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC...), and the one of them that loses no pixel.
+_JPEG_BROKEN = ("Corrupt JPEG data", "Premature end of JPEG file")
+_JPEG_HARMLESS = "extraneous bytes before marker"
 
 _INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -135,7 +139,7 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Im
     `source` is a path (str or PathLike), raw bytes, a binary file object (read from its
     current position), or a PIL Image (its first frame is used; its pixels are not changed).
     The format is detected from the bytes, never from the file name. Errors are `ImageError`
-    with a one-line message that starts with the file's name ('<bytes>', '<image>', or
+    with a one-line message that starts with the path as given ('<bytes>', '<image>', or
     '<file>' for a file object without a name).
 
     The result holds its own pixels: no file stays open and nothing is decoded lazily.
@@ -148,6 +152,9 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Im
     image_format = _detect_format(name, data)
     image = _open(name, data, image_format)
     with image:
+        if image_format == "JPEG":
+            _check_size(image, name, max_pixels)
+            check_jpeg_complete(name, data)
         return _decode(image, name, max_pixels)
 
 
@@ -191,8 +198,9 @@ def preprocess(
 
 
 def _path_name(path: str | os.PathLike) -> str:
-    """The name an error message starts with: the file's name, or the path if it has none."""
-    return Path(path).name or os.fspath(path)
+    """The name an error message starts with: the path as the caller gave it, folders and all,
+    so that `a/face.jpg` and `b/face.jpg` are told apart."""
+    return os.fspath(path)
 
 
 def _reason(exc: BaseException) -> str:
@@ -259,29 +267,30 @@ def _decode(image: Image.Image, name: str, max_pixels: int) -> Image.Image:
         oriented = ImageOps.exif_transpose(image)
     except _DECODE_ERRORS as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({_reason(exc)})") from None
-    if image.format == "JPEG" and _ends_in_grey_fill(image):
-        raise ImageError(
-            f"{name}: corrupt or truncated image (the JPEG data ends early and the decoder "
-            "filled the rest with grey)"
-        )
     return _to_rgb(oriented, name)
 
 
-def _ends_in_grey_fill(image: Image.Image) -> bool:
-    """Whether a decoded JPEG ends in the mid-grey that libjpeg paints where its data stopped.
+def check_jpeg_complete(name: str, data: bytes) -> None:
+    """Refuse a JPEG whose scan data stops before the image is complete.
 
-    A JPEG cut short but still closed by an end-of-image marker decodes without an error (the
-    decoder only warns), every block after the cut set to exactly 128. Its last 8 rows all at
-    128, below content that is not, is that fill: a photograph, noisy and lossy, practically
-    never has whole rows at exactly 128, and an image uniformly grey throughout is left alone.
+    Pillow decodes a JPEG cut short but closed by an end-of-image marker without an error:
+    libjpeg only warns ("premature end of data segment") and paints the missing blocks grey.
+    Pillow drops that warning, so the entropy-coded data is decoded a second time by
+    libjpeg-turbo through simplejpeg, which reports it, at 1/8 scale (every coefficient is
+    still read, which is what finds the cut, at a small part of the cost). Pixel values are
+    never looked at: a photo with a grey border is an image like any other. Warnings that
+    leave the image whole (padding bytes before a marker, an odd JFIF version) are accepted,
+    as every viewer accepts them.
     """
-    if image.mode not in ("L", "RGB"):
-        return False
-    width, height = image.size
-    rows = min(8, height)
-    if not (np.asarray(image.crop((0, height - rows, width, height))) == 128).all():
-        return False
-    return not (np.asarray(image) == 128).all()
+    import simplejpeg
+
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8)
+    except ValueError as exc:
+        reason = _reason(exc)
+        if _JPEG_HARMLESS in reason or not reason.startswith(_JPEG_BROKEN):
+            return
+        raise ImageError(f"{name}: corrupt or truncated image ({reason})") from None
 
 
 def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:
