@@ -111,6 +111,35 @@ def test_kaggle_without_csvs_uses_the_folders(tmp_path: Path) -> None:
     ]
 
 
+def test_kaggle_root_missing_one_csv_indexes_that_split_from_its_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A copy with train.csv and valid.csv but no test.csv once lost its test/ images silently."""
+    root = make_kaggle(tmp_path / "kaggle-140k")
+    (root / "test.csv").unlink()
+    with caplog.at_level("INFO", logger="deepfake_detect"):
+        records = index_dataset([root])
+    assert Counter(r.split for r in records) == {"train": 3, "valid": 3, "test": 3}
+    assert [m for m in caplog.messages if "no test.csv" in m and "3 images" in m]
+
+
+def test_folder_scans_take_every_image_suffix_and_name_what_they_skip(tmp_path: Path) -> None:
+    """.jfif (JPEG) files and images without an extension were skipped with no word."""
+    from deepfake_detect.datasets import scan_folder
+
+    folder = tmp_path / "photos"
+    for name in ("a.jpg", "b.JFIF", "c.jpe", "d.heic", "e.avif"):
+        write_image(folder / name)
+    write_image(folder / "sub" / "no_extension")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "README").write_text("no extension, not an image")
+    (folder / ".hidden.jpg").write_text("ignored")
+    images, skipped = scan_folder(folder)
+    assert [p.name for p in images] == ["a.jpg", "b.JFIF", "c.jpe", "d.heic", "e.avif",
+                                        "no_extension"]  # fmt: skip
+    assert [p.name for p in skipped] == ["README", "notes.txt"]
+
+
 def test_kaggle_root_and_real_vs_fake_folder_give_the_same_images(tmp_path: Path) -> None:
     root = make_kaggle(tmp_path / "kaggle-140k", with_csvs=False)
     inner = index_dataset([root / "real_vs_fake" / "real-vs-fake"])

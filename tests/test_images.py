@@ -108,7 +108,7 @@ def test_every_supported_format_loads_as_rgb(
 
 
 def test_supported_formats_constant() -> None:
-    assert {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"} == SUPPORTED_FORMATS
+    assert {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "HEIF"} == SUPPORTED_FORMATS
     assert MAX_IMAGE_PIXELS == 40_000_000
 
 
@@ -407,7 +407,7 @@ def test_text_file_named_jpg_is_an_error(tmp_path: Path) -> None:
     path.write_text("this is not a photo\n")
 
     assert load_error(path) == (
-        f"{path}: unsupported image format (not JPEG, PNG, WebP, BMP, TIFF or GIF)"
+        f"{path}: unsupported image format (not JPEG, PNG, WebP, BMP, TIFF, GIF, AVIF or HEIC)"
     )
 
 
@@ -511,6 +511,46 @@ def test_max_pixels_is_honoured() -> None:
 def test_max_pixels_must_be_positive() -> None:
     with pytest.raises(ValueError):
         load_image(b"", max_pixels=0)
+
+
+def test_the_pixel_limit_can_be_raised_for_phone_photos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """48-200 MP phone photos were refused with no way to raise the limit; the header of a
+    200 MP PNG stands in for one (nothing is decoded while the size is checked)."""
+    header = png_header_only(14_142, 10_607)  # 150 MP
+    assert "over the limit of 40000000" in load_error(header)
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, "250e6")
+    for stub in (header, png_header_only(16_330, 12_250)):  # 150 and 200 MP (over Pillow's own)
+        assert "corrupt or truncated" in load_error(stub)  # read past the size, to the stub's end
+    images.set_max_pixels(1000)
+    try:
+        assert "over the limit of 1000" in load_error(header)
+    finally:
+        images.set_max_pixels(None)
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, "lots")
+    with pytest.raises(ValueError, match="DEEPFAKE_DETECT_MAX_PIXELS='lots'"):
+        load_image(header)
+
+
+@pytest.mark.parametrize("image_format", ["AVIF", "HEIF"])
+def test_avif_and_heic_photos_are_read(image_format: str) -> None:
+    from PIL import features
+
+    if image_format == "HEIF":
+        pillow_heif = pytest.importorskip("pillow_heif")
+        pillow_heif.register_heif_opener()
+    elif not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF codec")
+    data = encode(noisy_rgb(64, 48), image_format, quality=90)
+    assert sniff_format(data[:SNIFF_BYTES]) == image_format
+    image = load_image(data)
+    assert image.size == (64, 48) and image.mode == "RGB"
+
+
+def test_heic_without_its_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    head = b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heicmiaf" + bytes(100)
+    monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)  # import fails
+    monkeypatch.setattr(Image, "registered_extensions", lambda: {".png": "PNG"})
+    assert load_error(head) == f"<bytes>: {images.HEIF_HINT}"
 
 
 # --- resizing and arrays -------------------------------------------------------------------

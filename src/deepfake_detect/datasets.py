@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import os
 import tempfile
 import zlib
@@ -28,9 +29,16 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from deepfake_detect.errors import DataError
+from deepfake_detect.images import SNIFF_BYTES, sniff_format
+
+log = logging.getLogger("deepfake_detect")
 
 SPLITS = ("train", "valid", "test")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
+    ".avif", ".heic", ".heif",
+})  # fmt: skip
+"""Suffixes a folder scan takes as images; a file without a suffix is judged by its bytes."""
 CLASS_DIRS = {"real": 0, "fake": 1}
 SPLIT_NAME = "split.csv"  # the split a run made, kept in its run folder
 LABEL_NAMES = {label: name for name, label in CLASS_DIRS.items()}
@@ -216,10 +224,17 @@ def _kaggle_image_dir(folder: Path) -> Path | None:
 def _index_kaggle_csvs(folder: Path, source: str, csvs: Mapping[str, Path]) -> list[ImageRecord]:
     """Index the Kaggle 140k set from its CSVs; their paths are relative to the image folder."""
     base = _kaggle_image_dir(folder) or folder
+    split_dirs = _subdirs(base, SPLIT_ALIASES)
     records: list[ImageRecord] = []
     for split in SPLITS:
         if split in csvs:
             records += _read_kaggle_csv(csvs[split], source, base, split)
+        elif split in split_dirs:
+            # A copy that lost one CSV still has the images: use the folder, and say so.
+            found = _class_records(split_dirs[split], source, base=base, split=split)
+            log.info("%s: no %s.csv, so the %d images of %s are indexed from the folder",
+                     folder, split, len(found), split_dirs[split])  # fmt: skip
+            records += found
     return records
 
 
@@ -299,20 +314,45 @@ def _subdirs(folder: Path, names: Mapping[str, str]) -> dict[str, Path]:
 
 
 def _find_images(folder: Path) -> list[Path]:
-    """Image files below `folder`, recursively, by suffix; hidden files and folders skipped."""
+    """Image files below `folder` (see `scan_folder`); the others are counted in the log."""
+    images, skipped = scan_folder(folder)
+    if skipped:
+        log.info("%s: %d files that are not images skipped, first: %s",
+                 folder, len(skipped), skipped[0].name)  # fmt: skip
+    return images
+
+
+def scan_folder(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The image files below `folder`, recursively and sorted, and the other files skipped.
+
+    Hidden files and folders are neither. An image is a file with a suffix of
+    `IMAGE_SUFFIXES`, or without a suffix and with an image's first bytes (downloads and
+    cameras leave such files).
+    """
 
     def fail(err: OSError) -> None:
         raise DataError(f"{err.filename}: cannot list folder: {err.strerror}")
 
     images: list[Path] = []
+    skipped: list[Path] = []
     for parent, dirs, files in os.walk(folder, onerror=fail):
         dirs[:] = [d for d in dirs if not _ignored(d)]  # prune in place so walk skips them
-        images += [
-            Path(parent, f)
-            for f in files
-            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
-        ]
-    return sorted(images)
+        for name in files:
+            if not name.startswith("."):
+                path = Path(parent, name)
+                (images if is_image_file(path) else skipped).append(path)
+    return sorted(images), sorted(skipped)
+
+
+def is_image_file(path: Path) -> bool:
+    """By the suffix; a file without one by its magic bytes."""
+    if path.suffix:
+        return path.suffix.lower() in IMAGE_SUFFIXES
+    try:
+        with open(path, "rb") as file:
+            return sniff_format(file.read(SNIFF_BYTES)) is not None
+    except OSError:
+        return False  # unreadable: not taken as an image here; listing it would fail later
 
 
 def _order_key(record: ImageRecord) -> tuple[str, str, int]:

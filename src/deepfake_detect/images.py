@@ -22,18 +22,31 @@ from PIL import Image, ImageOps
 from deepfake_detect.errors import ImageError
 
 MAX_IMAGE_PIXELS: int = 40_000_000
-"""Default limit on width * height, checked before any pixel is decoded (decompression bombs)."""
+"""Default limit on width * height, checked before any pixel is decoded (decompression bombs).
+Phone photos of 48-200 megapixels need more: `set_max_pixels`, `--max-pixels` on the command
+line, or the environment variable `MAX_PIXELS_ENV` (for a service)."""
+
+MAX_PIXELS_ENV = "DEEPFAKE_DETECT_MAX_PIXELS"
 
 MAX_FILE_BYTES: int = 512 * 1024 * 1024
 """Largest image file read at all: a file is read whole, so a bigger one is refused unread."""
 
-SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
-"""PIL format names that `load_image` accepts; everything else is refused by its magic bytes."""
+SUPPORTED_FORMATS: frozenset[str] = frozenset(
+    {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "HEIF"}
+)
+"""PIL format names that `load_image` accepts; everything else is refused by its magic bytes.
+AVIF needs a Pillow built with libavif (its wheels since 11.3), HEIF (HEIC) the `heif` extra."""
 
 SNIFF_BYTES: int = 32
 """How many leading bytes `sniff_format` needs to see (BMP's DIB header size ends at 18)."""
 
-_UNSUPPORTED = "unsupported image format (not JPEG, PNG, WebP, BMP, TIFF or GIF)"
+_UNSUPPORTED = "unsupported image format (not JPEG, PNG, WebP, BMP, TIFF, GIF, AVIF or HEIC)"
+HEIF_HINT = "HEIC/HEIF images need the heif extra: pip install 'deepfake-detect[heif]'"
+
+# ISO base media files (HEIF, AVIF) open with an 'ftyp' box: size, b"ftyp", the major brand,
+# a minor version, then compatible brands. These brands name still images of each kind.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 
 # Sizes of the DIB header that follows a BMP file header. Checking it as well as the two-byte
 # "BM" signature keeps a text file that happens to start with "BM" from counting as a bitmap.
@@ -59,6 +72,8 @@ _DECODE_ERRORS = (
 # JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC...), and the one of them that loses no pixel.
 _JPEG_BROKEN = ("Corrupt JPEG data", "Premature end of JPEG file")
 _JPEG_HARMLESS = "extraneous bytes before marker"
+
+_max_pixels: int | None = None  # set_max_pixels; None: the environment's, else the default
 
 _INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -91,6 +106,13 @@ def sniff_format(head: bytes) -> str | None:
         return "GIF"
     if head.startswith(_TIFF_SIGNATURES):
         return "TIFF"
+    if head[4:8] == b"ftyp":
+        brands = [head[8:12]] + [head[i : i + 4] for i in range(16, len(head) - 3, 4)]
+        if any(brand in _AVIF_BRANDS for brand in brands):
+            return "AVIF"
+        if any(brand in _HEIF_BRANDS for brand in brands):
+            return "HEIF"
+        return None
     if head.startswith(b"BM") and len(head) >= 18:
         dib_header_size = int.from_bytes(head[14:18], "little")
         if dib_header_size in _BMP_DIB_HEADER_SIZES:
@@ -133,7 +155,34 @@ def open_quietly(data: bytes, image_format: str) -> Image.Image:
         return Image.open(io.BytesIO(data), formats=[image_format])
 
 
-def load_image(source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+def set_max_pixels(limit: int | None) -> None:
+    """Set the pixel limit of every later `load_image` call that gives none; None restores the
+    default (`MAX_PIXELS_ENV` when set, else `MAX_IMAGE_PIXELS`)."""
+    global _max_pixels
+    _max_pixels = _check_limit(limit) if limit is not None else None
+
+
+def max_pixels_limit() -> int:
+    """The pixel limit in force: `set_max_pixels`, else the environment, else the default."""
+    if _max_pixels is not None:
+        return _max_pixels
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return MAX_IMAGE_PIXELS
+    try:
+        return _check_limit(int(float(raw)))
+    except ValueError:
+        message = f"{MAX_PIXELS_ENV}={raw!r}: expected a positive number of pixels"
+        raise ValueError(message) from None
+
+
+def _check_limit(limit: int) -> int:
+    if limit <= 0:
+        raise ValueError(f"max_pixels must be positive, got {limit}")
+    return int(limit)
+
+
+def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.Image:
     """Decode an image completely into an RGB `Image` with its EXIF orientation applied.
 
     `source` is a path (str or PathLike), raw bytes, a binary file object (read from its
@@ -143,9 +192,11 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Im
     '<file>' for a file object without a name).
 
     The result holds its own pixels: no file stays open and nothing is decoded lazily.
+    `max_pixels` defaults to `max_pixels_limit()`.
     """
-    if max_pixels <= 0:
-        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    max_pixels = max_pixels_limit() if max_pixels is None else _check_limit(max_pixels)
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check must not refuse it first
     if isinstance(source, Image.Image):
         return _decode(source, "<image>", max_pixels)
     name, data = _read_source(source)
@@ -245,6 +296,10 @@ def _detect_format(name: str, data: bytes) -> str:
 
 def _open(name: str, data: bytes, image_format: str) -> Image.Image:
     """Read the header only; `formats` stops PIL trying decoders other than the sniffed one."""
+    if image_format == "HEIF":
+        _register_heif(name)
+    elif image_format == "AVIF" and image_format not in Image.registered_extensions().values():
+        raise ImageError(f"{name}: AVIF image, but this Pillow cannot decode AVIF (upgrade it)")
     try:
         return open_quietly(data, image_format)
     except Image.UnidentifiedImageError:
@@ -256,6 +311,16 @@ def _open(name: str, data: bytes, image_format: str) -> Image.Image:
         raise ImageError(f"{name}: image is too large to decode safely ({_reason(exc)})") from None
     except _DECODE_ERRORS as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({_reason(exc)})") from None
+
+
+def _register_heif(name: str) -> None:
+    """Pillow reads HEIC/HEIF through the optional pillow-heif plugin, registered on first use."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise ImageError(f"{name}: {HEIF_HINT}") from None
+    if "HEIF" not in Image.registered_extensions().values():
+        pillow_heif.register_heif_opener()
 
 
 def _decode(image: Image.Image, name: str, max_pixels: int) -> Image.Image:

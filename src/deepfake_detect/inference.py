@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from deepfake_detect.checkpoint import CONFIG_NAME, ModelConfig, check_threshold, read_config
-from deepfake_detect.datasets import IMAGE_SUFFIXES
+from deepfake_detect.datasets import IMAGE_SUFFIXES, scan_folder
 from deepfake_detect.errors import DetectorError, ModelError
 from deepfake_detect.images import load_image, preprocess
 
@@ -166,19 +166,24 @@ def load_detector(model: str | os.PathLike | None = None, device: str = "auto") 
 
 def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Files as given, and the image files of folders (recursively, sorted)."""
+    return scan_inputs(paths)[0]
+
+
+def scan_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """Files as given, and the image files of folders (recursively, sorted; see
+    `datasets.scan_folder`); then the files of those folders skipped as not images."""
     out: list[Path] = []
+    skipped: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-            )  # fmt: skip
+            found, others = scan_folder(path)
             if not found:
                 raise DetectorError(
                     f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
                 )
             out.extend(found)
+            skipped.extend(others)
         else:
             out.append(path)  # a missing or unreadable file becomes an error row, not a stop
-    return out
+    return out, skipped
