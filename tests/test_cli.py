@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -100,22 +101,26 @@ def test_predict_writes_each_format(kaggle_run, kaggle_root, tmp_path, capsys, m
     )  # fmt: skip
     assert code == 1  # one input failed
     assert "21 images" in err and "1 failed" in err
+    threshold = json.loads((kaggle_run / "config.json").read_text())["threshold"]
     if suffix == ".csv":
         with open(out) as f:
             rows = list(csv.DictReader(f))
-        assert list(rows[0]) == ["path", "score", "label", "error"]
+        assert list(rows[0]) == ["path", "score", "label", "error", "threshold"]
+        assert {float(r["threshold"]) for r in rows} == {threshold}
     elif suffix == ".json":
-        rows = json.loads(out.read_text())["predictions"]
+        document = json.loads(out.read_text())
+        header, rows = document, document.pop("predictions")
     else:
-        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        header, *rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 21
     good = [r for r in rows if not r["error"]]
     assert len(good) == 20 and sum(r["label"] == "fake" for r in good) >= 18
     assert all(0 <= float(r["score"]) <= 1 for r in good)
     failed = [r for r in rows if r["error"]]
     assert failed[0]["path"] == str(bad) and failed[0]["score"] in ("", None)
-    if suffix != ".csv":
-        assert all(r["weights_sha256"] and r["model"] for r in rows)
+    if suffix != ".csv":  # the model and its threshold once, in the header, not in every row
+        assert header["threshold"] == threshold and header["weights_sha256"] and header["model"]
+        assert all(set(r) == {"path", "score", "label", "error"} for r in rows)
 
 
 def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, monkeypatch):
@@ -124,8 +129,9 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
         ["predict", str(image), "--model", str(kaggle_run)], capsys, monkeypatch
     )
     assert code == 0
-    assert stdout.splitlines()[0].split() == ["path", "score", "label", "error"]
-    assert str(image) in stdout
+    assert stdout.splitlines()[0].split() == ["path", "score", "label", "threshold", "error"]
+    threshold = json.loads((kaggle_run / "config.json").read_text())["threshold"]
+    assert str(image) in stdout and f"{threshold:.4f}" in stdout.splitlines()[1]
     assert stderr.startswith("1 image: ")
 
 
@@ -214,3 +220,159 @@ def test_audit_of_a_dataset_with_no_readable_image_fails(tmp_path, capsys, monke
     )
     assert code == 2 and "no image could be read (2 unreadable" in err
     assert "unreadable:" in out and not (tmp_path / "a.json").exists()
+
+
+# --- a new user's first hour (each test failed before its fix) --------------------------------
+
+
+def test_no_arguments_print_the_help_and_exit_0(capsys, monkeypatch):
+    code, stdout, err = run_cli([], capsys, monkeypatch)
+    assert code == 0 and "Usage: deepfake-detect" in stdout and "predict" in stdout
+    assert "error" not in err
+
+
+def test_help_shows_flags_as_flags(capsys, monkeypatch):
+    code, stdout, _ = run_cli(["audit", "--help"], capsys, monkeypatch)
+    assert code == 0 and "<bool>" not in stdout
+    strict = next(line for line in stdout.splitlines() if "--strict" in line)
+    assert strict.split()[:2] == ["--strict", "Exit"]  # no value after the flag
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_before_or_after_the_command_leaves_only_the_requested_output(
+    where, kaggle_run, kaggle_root, tmp_path, capsys, monkeypatch
+):
+    image = next((kaggle_root / "real_vs_fake" / "real-vs-fake" / "test" / "real").iterdir())
+    args = ["predict", str(image), "--model", str(kaggle_run), "--output", "-"]
+    args = ["-q", *args] if where == "before" else [*args, "--quiet"]
+    code, stdout, err = run_cli(args, capsys, monkeypatch)
+    assert code == 0 and err == ""
+    assert stdout.splitlines()[0] == "path,score,label,error,threshold"
+    assert len(stdout.splitlines()) == 2
+    code, stdout, err = run_cli(
+        ["evaluate", "--model", str(kaggle_run), "--data", str(kaggle_root), "--output",
+         str(tmp_path / "eval"), "-q"], capsys, monkeypatch,
+    )  # fmt: skip
+    assert code == 0 and stdout == "" and err == ""
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_predict_writes_jsonl_to_stdout_for_piping(kaggle_run, kaggle_root, capsys, monkeypatch):
+    folder = kaggle_root / "real_vs_fake" / "real-vs-fake" / "test" / "real"
+    code, stdout, _ = run_cli(
+        ["predict", str(folder), "--model", str(kaggle_run), "--output", "-", "--format",
+         "jsonl"], capsys, monkeypatch,
+    )  # fmt: skip
+    header, *rows = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 0 and "threshold" in header and len(rows) == 20
+    code, _, err = run_cli(
+        ["predict", str(folder), "--output", "s.csv", "--format", "json"], capsys, monkeypatch
+    )
+    assert code == 2 and "contradicts" in err
+
+
+def test_predict_names_the_files_it_skipped(kaggle_run, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    image = synthetic_image(__import__("numpy").random.default_rng(0), False)
+    image.save(folder / "a.jfif", "JPEG")
+    (folder / "notes.txt").write_text("not an image")
+    code, stdout, err = run_cli(
+        ["predict", str(folder), "--model", str(kaggle_run)], capsys, monkeypatch
+    )
+    assert code == 0 and "a.jfif" in stdout
+    assert err.strip() == (
+        f"1 image: {stdout.count(' fake ')} fake, {stdout.count(' real ')} real, 0 failed; "
+        f"1 other file skipped as not images, first: {folder / 'notes.txt'}"
+    )
+
+
+def read_only_folder(path: Path) -> Path:
+    """A folder no file can be created in, even by root (chmod alone does not stop root)."""
+    import os
+    import subprocess
+
+    path.mkdir()
+    path.chmod(0o555)
+    if os.access(path, os.W_OK):
+        made = subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+        if not made:
+            path.chmod(0o755)
+            pytest.skip("cannot make a read-only folder here")
+    return path
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "audit", "train"])
+def test_an_unwritable_output_is_refused_before_any_work(
+    command, kaggle_run, kaggle_root, tmp_path, capsys, monkeypatch
+):
+    """predict DIR --output ro/s.csv once scored for minutes, then failed and lost the scores."""
+    import subprocess
+
+    ro = read_only_folder(tmp_path / "ro")
+    image = next(kaggle_root.rglob("*.jpg"))
+    scored = []
+    monkeypatch.setattr("deepfake_detect.inference.Detector.score",
+                        lambda *a, **k: scored.append(1) or [])  # fmt: skip
+    args = {
+        "predict": ["predict", str(image), "--model", str(kaggle_run), "--output", f"{ro}/s.csv"],
+        "evaluate": ["evaluate", "--data", str(kaggle_root), "--model", str(kaggle_run),
+                     "--output", f"{ro}/eval"],
+        "audit": ["audit", "--data", str(image.parent), "--output", f"{ro}/a.json"],
+        "train": ["train", "--data", str(kaggle_root), "--backbone", "test_efficientnet",
+                  "--no-pretrained", "--no-audit", "--output", f"{ro}/run"],
+    }[command]  # fmt: skip
+    try:
+        code, _, err = run_cli(args, capsys, monkeypatch)
+        assert list(ro.iterdir()) == []
+    finally:
+        subprocess.run(["chattr", "-i", str(ro)], capture_output=True)
+        ro.chmod(0o755)
+    assert code == 2 and f"cannot write in {ro}" in err and len(err.strip().splitlines()) == 1
+    assert not scored
+
+
+def test_predict_and_evaluate_show_progress_on_a_terminal_only(
+    kaggle_run, kaggle_root, tmp_path, capsys, monkeypatch
+):
+    folder = kaggle_root / "real_vs_fake" / "real-vs-fake" / "test" / "real"
+    predict = ["predict", str(folder), "--model", str(kaggle_run), "--output", "-"]
+    evaluate = ["evaluate", "--model", str(kaggle_run), "--data", str(kaggle_root)]
+    _, _, err = run_cli(predict, capsys, monkeypatch)
+    assert "img/s" not in err and "it/s" not in err  # not a terminal: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    for args in (predict, [*evaluate, "--output", str(tmp_path / "e1")]):
+        _, _, err = run_cli(args, capsys, monkeypatch)
+        assert "scoring" in err and "img/s" in err and re.search(r"\d+/(20|40) ", err)
+    _, _, err = run_cli([*evaluate, "--output", str(tmp_path / "e2"), "-q"], capsys, monkeypatch)
+    assert err == ""
+
+
+@pytest.mark.parametrize(
+    ("command", "note"),
+    [("predict", "nothing written"),
+     ("train", "the run keeps its last complete epoch: continue it with --resume")],
+)
+def test_ctrl_c_is_one_line_and_status_130(command, note, tmp_path, capsys, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("deepfake_detect.inference.load_detector", interrupt)
+    monkeypatch.setattr("deepfake_detect.training.train", interrupt)
+    args = {
+        "predict": ["predict", "x.jpg"],
+        "train": ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run")],
+    }[command]
+    code, _, err = run_cli(args, capsys, monkeypatch)
+    assert code == 130 and err.strip() == f"interrupted; {note}"
+
+
+def test_max_pixels_raises_or_lowers_the_limit_for_one_command(
+    kaggle_run, kaggle_root, capsys, monkeypatch
+):
+    image = next((kaggle_root / "real_vs_fake" / "real-vs-fake" / "test" / "real").iterdir())
+    predict = ["predict", str(image), "--model", str(kaggle_run)]
+    code, stdout, _ = run_cli([*predict, "--max-pixels", "100"], capsys, monkeypatch)
+    assert code == 1 and "over the limit of 100" in stdout
+    code, stdout, _ = run_cli(predict, capsys, monkeypatch)  # the next command: the default
+    assert code == 0 and "over the limit" not in stdout

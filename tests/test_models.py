@@ -103,3 +103,20 @@ def test_stochastic_depth_changes_training_passes_but_no_weight():
 def test_stochastic_depth_on_a_backbone_without_it_is_a_clear_error():
     with pytest.raises(ModelError, match="legacy_xception has no stochastic depth"):
         build_model("legacy_xception", drop_path=0.2)
+
+
+def test_a_failed_weight_download_names_the_backbones_that_work_offline(monkeypatch):
+    """The default legacy_xception fails offline; the error says what does work."""
+    import timm
+
+    from deepfake_detect.models import create_backbone
+
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(ModelError) as caught:
+        create_backbone("legacy_xception", pretrained=True)
+    message = str(caught.value)
+    assert "--backbone tf_efficientnet_lite0" in message and "offline" in message
+    assert "\n" not in message

@@ -154,18 +154,36 @@ class ModelConfig:
 
 def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> None:
     """Refuse, before any work is done, an output that could not be written: a file where a
-    folder must go (or a folder where a file must), or a file standing where a parent folder
-    would have to be created. A ValueError naming the option and the path."""
+    folder must go (or a folder where a file must), a file standing where a parent folder
+    would have to be created, or a folder where no file can be created (read-only, full, not
+    ours). A ValueError naming the option and the path.
+
+    Whether a file can be created is found out by creating one, a hidden temporary file
+    beside the output, and removing it: permissions alone do not tell (root, ACLs, read-only
+    mounts)."""
     path = Path(path)
     if folder and path.exists() and not path.is_dir():
         raise ValueError(f"--output {path}: exists and is not a folder")
     if not folder and path.is_dir():
         raise ValueError(f"--output {path}: is a folder; give a file name")
-    for parent in path.parents:
+    candidates = [path] if folder else []
+    for parent in [*candidates, *path.parents]:
         if parent.exists():
             if not parent.is_dir():
                 raise ValueError(f"--output {path}: {parent} is a file, not a folder")
+            _check_writable(path, parent)
             return
+
+
+def _check_writable(path: Path, folder: Path) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".deepfake-detect-probe-")
+    except OSError as exc:
+        raise ValueError(
+            f"--output {path}: cannot write in {folder} ({exc.strerror or exc})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

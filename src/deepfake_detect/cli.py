@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -23,11 +24,15 @@ from deepfake_detect.errors import DataError, DetectorError
 app = typer.Typer(
     name="deepfake-detect",
     help="Tell real face photographs from GAN-generated ones (score = P(fake)).",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: Typer's rich panels print flags as if they took a value ("--strict
+    # <bool>", Typer 0.2x), and plain text also reads well in a pipe or a log.
+    rich_markup_mode=None,
 )
-PREDICTION_FORMATS = (".csv", ".json", ".jsonl")
+PREDICTION_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
+STDOUT = "-"
+_state = {"quiet": False}  # --quiet before the command; reset by every invocation
 LICENCE_NOTE = (
     "code: Apache-2.0; bundled model: trained on FFHQ photos (CC BY-NC-SA 4.0) and StyleGAN "
     "faces (NVIDIA non-commercial licences), for research and non-commercial use only"
@@ -48,24 +53,71 @@ def main_options(
             "--version", callback=version_callback, is_eager=True, help="Show the version."
         ),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Only errors and the requested output (any command)."),
+    ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr
-    )
+    from deepfake_detect.images import set_max_pixels
+
+    _state["quiet"] = False
+    set_max_pixels(None)
+    _setup(quiet)
+
+
+def _setup(quiet: bool, max_pixels: int | None = None) -> bool:
+    """Per command: --quiet (given before or after the command) leaves only errors on stderr,
+    and no progress bars; --max-pixels raises the image size limit. Returns the quiet flag."""
+    quiet = _state["quiet"] = quiet or _state["quiet"]
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("deepfake_detect").setLevel(logging.ERROR if quiet else logging.INFO)
+    if quiet:
+        warnings.simplefilter("ignore")
+    if max_pixels is not None:
+        from deepfake_detect.images import set_max_pixels
+
+        set_max_pixels(max_pixels)
+    return quiet
+
+
+def _progress() -> bool:
+    """Progress bars go to stderr when it is a terminal, unless --quiet."""
+    return sys.stderr.isatty() and not _state["quiet"]
+
+
+def _say(message: str, err: bool = False) -> None:
+    """A line for the user (results on stdout, summaries on stderr); silent under --quiet."""
+    if not _state["quiet"]:
+        typer.echo(message, err=err)
 
 
 DataOption = Annotated[
     list[Path],
     typer.Option(
         "--data",
+        metavar="DIR",
         help="Dataset folder (Kaggle 140k root, real/ + fake/, or sources of them); repeatable.",
     ),
 ]
-DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+DeviceOption = Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")]
 ModelOption = Annotated[
     Path | None,
-    typer.Option("--model", help="Run folder of a trained model. Default: the bundled model."),
+    typer.Option(
+        "--model",
+        metavar="DIR",
+        help="Run folder of a trained model. Default: the bundled model.",
+    ),
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Only errors and the requested output.")
+]
+MaxPixelsOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="Largest image accepted, in pixels (default 40,000,000; phone photos reach "
+        "200,000,000). Also DEEPFAKE_DETECT_MAX_PIXELS.",
+    ),
 ]
 
 
@@ -158,8 +210,11 @@ def train(
     ] = None,
     device: DeviceOption = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
+    max_pixels: MaxPixelsOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Train a detector: the head on a frozen backbone, then fine-tuning."""
+    quiet = _setup(quiet, max_pixels)
     from deepfake_detect.training import TrainOptions
     from deepfake_detect.training import train as run_training
 
@@ -177,11 +232,11 @@ def train(
         device=device,
         feature_cache=feature_cache, cache_copies=cache_copies, workers=workers, resume=resume,
         valid_fraction=valid_fraction, test_fraction=test_fraction,
-        progress=sys.stderr.isatty(),
+        progress=_progress(),
     )  # fmt: skip
     result = run_training(options)
     metrics = result.config.metrics
-    typer.echo(
+    _say(
         f"model written to {result.run_dir}: validation accuracy {metrics['accuracy']:.4f}, "
         f"ROC-AUC {_fmt(metrics['roc_auc'])}, threshold {result.config.threshold:.4f}"
     )
@@ -203,6 +258,7 @@ def ensemble(
     batch_size: Annotated[int, typer.Option()] = 32,
     workers: Annotated[int, typer.Option(help="Image decoding processes.")] = 2,
     device: DeviceOption = "auto",
+    quiet: QuietOption = False,
 ) -> None:
     """Combine trained runs into one model: mean of their logits, threshold chosen on validation.
 
@@ -211,13 +267,14 @@ def ensemble(
     """
     from deepfake_detect.ensemble import build_ensemble
 
+    _setup(quiet)
     config = build_ensemble(
         models, output, half=half, combine=combine, batch_size=batch_size, workers=workers,
         device=device,
-        progress=sys.stderr.isatty(),
+        progress=_progress(),
     )  # fmt: skip
     m = config.metrics
-    typer.echo(
+    _say(
         f"{'ensemble' if config.members else 'weight average'} of {len(models)} in {output}: "
         f"validation accuracy {m['accuracy']:.4f}, "
         f"ROC-AUC {_fmt(m['roc_auc'])}, threshold {config.threshold:.4f}"
@@ -228,25 +285,33 @@ def ensemble(
 def audit(
     data: DataOption,
     output: Annotated[
-        Path | None, typer.Option("--output", help="Write the report as JSON.")
+        Path | None, typer.Option("--output", metavar="FILE", help="Write the report as JSON.")
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with status 1 when a shortcut is found.")
     ] = False,
     images: Annotated[bool, typer.Option(help="Include every image's facts in the JSON.")] = False,
     workers: Annotated[int, typer.Option(help="Reading threads.")] = 2,
+    max_pixels: MaxPixelsOption = None,
+    quiet: QuietOption = False,
 ) -> None:
-    """Audit a dataset: formats, sizes, JPEG quality, duplicates, and shortcuts."""
+    """Audit a dataset: formats, sizes, JPEG quality, duplicates, and shortcuts.
+
+    The report is printed, and with --output also written as JSON (then --quiet prints nothing).
+    """
     from deepfake_detect.audit import cached_audit
     from deepfake_detect.checkpoint import atomic_write_json, check_output_path
     from deepfake_detect.datasets import index_dataset
+
+    quiet = _setup(quiet, max_pixels)
 
     if output is not None and output.suffix.lower() != ".json":
         raise ValueError(f"--output must end in .json, not {output.name!r}")
     if output is not None:
         check_output_path(output)
-    report = cached_audit(index_dataset(data), workers=workers, progress=sys.stderr.isatty())
-    typer.echo(report.format_text())
+    report = cached_audit(index_dataset(data), workers=workers, progress=_progress())
+    if output is None or not quiet:
+        typer.echo(report.format_text())
     if len(report.unreadable) == len(report.facts):
         raise DataError(f"no image could be read ({len(report.facts)} unreadable, listed above)")
     if output is not None:
@@ -267,6 +332,8 @@ def evaluate(
     ] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     device: DeviceOption = "auto",
+    max_pixels: MaxPixelsOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Evaluate a model on one split: metrics.json, report, confusion matrix, ROC.
 
@@ -277,6 +344,7 @@ def evaluate(
     from deepfake_detect.inference import load_detector
     from deepfake_detect.metrics import format_summary_table
 
+    quiet = _setup(quiet, max_pixels)
     if split not in ("train", "valid", "test", "all"):
         raise ValueError(f"--split must be test, valid, train or all, not {split!r}")
     check_report_folder(output)
@@ -284,8 +352,10 @@ def evaluate(
     records = evaluation_records(data, split, detector.model_dir)
     metrics = run_evaluation(
         detector, records, output, threshold=threshold, batch_size=batch_size,
-        jpeg_quality=jpeg_quality,
+        jpeg_quality=jpeg_quality, progress=_progress(),
     )  # fmt: skip
+    if quiet:
+        return
     typer.echo(format_summary_table(metrics))
     if len(metrics["per_source"]) > 1:
         for source, m in metrics["per_source"].items():
@@ -298,71 +368,120 @@ def evaluate(
 
 @app.command()
 def predict(
-    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursive).")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="PATH", help="Image files or folders (recursive)."),
+    ],
     model: ModelOption = None,
     output: Annotated[
-        Path | None, typer.Option("--output", help="FILE.csv, FILE.json or FILE.jsonl.")
+        Path | None,
+        typer.Option(
+            "--output", metavar="FILE", help="FILE.csv, FILE.json or FILE.jsonl; - for stdout."
+        ),
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", metavar="FORMAT",
+            help="csv, json or jsonl. Default: from the --output suffix; csv for -.",
+        ),
     ] = None,
     threshold: Annotated[float | None, typer.Option(help="Default: the model's.")] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     device: DeviceOption = "auto",
+    max_pixels: MaxPixelsOption = None,
+    quiet: QuietOption = False,
 ) -> None:
-    """Score images: P(fake) and a real/fake label for each."""
-    from deepfake_detect.checkpoint import check_output_path
-    from deepfake_detect.inference import expand_paths, load_detector
+    """Score images: P(fake) and a real/fake label for each, with the threshold between them."""
+    from deepfake_detect.checkpoint import check_output_path, check_threshold
+    from deepfake_detect.inference import load_detector, scan_inputs
 
-    if output is not None and output.suffix.lower() not in PREDICTION_FORMATS:
-        raise ValueError(
-            f"--output must end in {', '.join(PREDICTION_FORMATS)}, not {output.name!r}"
-        )
-    if output is not None:
+    _setup(quiet, max_pixels)
+    kind = prediction_format(output, output_format)
+    if output is not None and str(output) != STDOUT:
         check_output_path(output)
-    files = expand_paths(paths)
+    files, skipped = scan_inputs(paths)
     detector = load_detector(model, device=device)
-    predictions = detector.score(files, batch_size=batch_size, threshold=threshold)
+    cut = detector.threshold if threshold is None else check_threshold(threshold)
+    predictions = detector.score(files, batch_size=batch_size, threshold=cut, progress=_progress())
     records = [p.to_dict() for p in predictions]
+    header = {**detector.info(), "threshold": cut}
     if output is None:
-        typer.echo(format_prediction_table(records))
+        typer.echo(format_prediction_table(records, cut))
     else:
-        write_predictions(output, records, detector.info())
+        write_predictions(output, kind, records, header)
+    _say(prediction_summary(records, skipped), err=True)
+    if any(r["error"] is not None for r in records):
+        raise typer.Exit(1)
+
+
+def prediction_format(output: Path | None, given: str | None) -> str:
+    """csv, json or jsonl: as --format says, else by the --output suffix (csv for stdout)."""
+    kinds = sorted(set(PREDICTION_FORMATS.values()))
+    if given is not None and given.lower() not in kinds:
+        raise ValueError(f"--format must be one of {', '.join(kinds)}, not {given!r}")
+    if output is None or str(output) == STDOUT:
+        return (given or "csv").lower()
+    by_suffix = PREDICTION_FORMATS.get(output.suffix.lower())
+    if by_suffix is None:
+        suffixes = ", ".join(PREDICTION_FORMATS)
+        raise ValueError(f"--output must end in {suffixes} (or be -), not {output.name!r}")
+    if given is not None and given.lower() != by_suffix:
+        raise ValueError(f"--format {given} contradicts --output {output.name}")
+    return by_suffix
+
+
+def prediction_summary(records: list[dict], skipped: list[Path]) -> str:
     failed = sum(r["error"] is not None for r in records)
     fakes = sum(r["label"] == "fake" for r in records)
     reals = len(records) - fakes - failed
     noun = "image" if len(records) == 1 else "images"
-    typer.echo(f"{len(records)} {noun}: {fakes} fake, {reals} real, {failed} failed", err=True)
-    if failed:
-        raise typer.Exit(1)
+    line = f"{len(records)} {noun}: {fakes} fake, {reals} real, {failed} failed"
+    if skipped:
+        files = "file" if len(skipped) == 1 else "files"
+        line += f"; {len(skipped)} other {files} skipped as not images, first: {skipped[0]}"
+    return line
 
 
-def format_prediction_table(records: list[dict]) -> str:
+def format_prediction_table(records: list[dict], threshold: float) -> str:
     width = max([len("path"), *(len(r["path"]) for r in records)])
-    lines = [f"{'path':<{width}}  {'score':>6}  {'label':<5}  error"]
+    lines = [f"{'path':<{width}}  {'score':>6}  {'label':<5}  {'threshold':>9}  error"]
     for r in records:
         score = "" if r["score"] is None else f"{r['score']:.4f}"
-        lines.append(f"{r['path']:<{width}}  {score:>6}  {r['label'] or '':<5}  {r['error'] or ''}")
+        lines.append(
+            f"{r['path']:<{width}}  {score:>6}  {r['label'] or '':<5}  {threshold:>9.4f}  "
+            f"{r['error'] or ''}"
+        )
     return "\n".join(lines)
 
 
-def write_predictions(path: Path, records: list[dict], info: dict) -> None:
-    """CSV (path,score,label,error), JSON or JSON Lines with the model's identity; atomic."""
+def render_predictions(kind: str, records: list[dict], header: dict) -> str:
+    """CSV (path,score,label,error,threshold); JSON, one object: the model, its threshold and
+    the predictions; JSON Lines: that header object first, then one line per prediction."""
+    if kind == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**r, "threshold": header["threshold"]} for r in records)
+        return buffer.getvalue()
+    if kind == "json":
+        return json.dumps({**header, "predictions": records}, indent=2) + "\n"
+    return "".join(json.dumps(line) + "\n" for line in [header, *records])
+
+
+CSV_FIELDS = ["path", "score", "label", "error", "threshold"]
+
+
+def write_predictions(path: Path, kind: str, records: list[dict], header: dict) -> None:
+    """Write to stdout for -, else atomically (any file name, even one that is not UTF-8)."""
     from deepfake_detect.checkpoint import atomic_write_bytes
 
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(
-            buffer, fieldnames=["path", "score", "label", "error"], lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(records)
-        text = buffer.getvalue()
-    elif suffix == ".json":
-        text = (
-            json.dumps({**info, "predictions": [{**r, **info} for r in records]}, indent=2) + "\n"
-        )
+    text = render_predictions(kind, records, header)
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
     else:
-        text = "".join(json.dumps({**r, **info}) + "\n" for r in records)
-    atomic_write_bytes(path, text.encode(errors="surrogateescape"))  # any file name
+        atomic_write_bytes(path, text.encode(errors="surrogateescape"))
 
 
 def _fmt(value: float | None) -> str:
@@ -378,10 +497,22 @@ def _is_usage_error(exc: Exception) -> bool:
     return isinstance(exc, kinds) and hasattr(exc, "format_message")
 
 
+def _interrupted_note(args: list[str]) -> str:
+    """What Ctrl-C left behind: outputs are written whole at the end, and a training run keeps
+    every complete epoch."""
+    command = next((a for a in args if not a.startswith("-")), None)  # global options are flags
+    if command == "train":
+        return "the run keeps its last complete epoch: continue it with --resume"
+    return "nothing written"
+
+
 def main() -> None:
     """Entry point: one-line errors for the user's mistakes, tracebacks only when debugging."""
+    if len(sys.argv) <= 1:
+        sys.argv.append("--help")  # no arguments: the help, and status 0
     try:
-        code = app(standalone_mode=False)  # returns typer.Exit's code instead of raising it
+        # standalone_mode=False: typer.Exit's code is returned instead of raised
+        code = app(standalone_mode=False, prog_name="deepfake-detect")
     except (DetectorError, ValueError, OSError) as exc:
         if os.environ.get("DEEPFAKE_DETECT_DEBUG"):
             raise
@@ -391,13 +522,15 @@ def main() -> None:
         typer.echo(f"error: {message}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        typer.echo(f"interrupted; {_interrupted_note(sys.argv[1:])}", err=True)
         sys.exit(130)
     except Exception as exc:
         if not _is_usage_error(exc):
             raise
         typer.echo(f"error: {exc.format_message()} (see deepfake-detect --help)", err=True)
         sys.exit(exc.exit_code)
+    if code == 130:  # Typer turns Ctrl-C inside a command into Exit(130), silently
+        typer.echo(f"interrupted; {_interrupted_note(sys.argv[1:])}", err=True)
     if isinstance(code, int) and code:
         sys.exit(code)
 

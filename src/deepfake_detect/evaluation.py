@@ -99,7 +99,9 @@ def reencoded(
         yield buffer.getvalue()
 
 
-def score_records(detector: Detector, records, *, batch_size=32, jpeg_quality=None, scale=1.0):
+def score_records(
+    detector: Detector, records, *, batch_size=32, jpeg_quality=None, scale=1.0, progress=False
+):
     """Predictions for the records, in order; optionally after re-encoding them as JPEG (and
     resizing them by `scale` first)."""
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
@@ -113,7 +115,7 @@ def score_records(detector: Detector, records, *, batch_size=32, jpeg_quality=No
         if jpeg_quality is None
         else reencoded(records, jpeg_quality, scale)
     )
-    return detector.score(inputs, batch_size=batch_size)
+    return detector.score(inputs, batch_size=batch_size, progress=progress)
 
 
 def evaluate(
@@ -124,14 +126,17 @@ def evaluate(
     threshold: float | None = None,
     batch_size: int = 32,
     jpeg_quality: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Score every image of the split, then compute and write the metrics on all the scores.
 
     With jpeg_quality, both classes are re-encoded to JPEG at that quality before scoring.
-    Metrics per source are added when the split holds several sources.
+    Metrics per source are added when the split holds several sources. `progress` shows a bar.
     """
     threshold = detector.threshold if threshold is None else check_threshold(threshold)
-    predictions = score_records(detector, records, batch_size=batch_size, jpeg_quality=jpeg_quality)
+    predictions = score_records(
+        detector, records, batch_size=batch_size, jpeg_quality=jpeg_quality, progress=progress
+    )
     failed = [p for p in predictions if p.score is None]
     if failed:
         log.warning("%d images could not be read and are left out; first: %s",

@@ -109,11 +109,21 @@ class Detector:
         batch_size: int = 32,
         threshold: float | None = None,
         workers: int = 2,
+        progress: bool = False,
     ) -> list[Prediction]:
-        """Score paths, bytes or PIL images; unreadable inputs get an error and no score."""
-        return list(
-            self.iter_scores(inputs, batch_size=batch_size, threshold=threshold, workers=workers)
+        """Score paths, bytes or PIL images; unreadable inputs get an error and no score.
+
+        `progress` shows a bar (images/s, ETA) on stderr.
+        """
+        from tqdm.auto import tqdm
+
+        total = len(inputs) if hasattr(inputs, "__len__") and not _is_single(inputs) else None
+        scores = self.iter_scores(
+            inputs, batch_size=batch_size, threshold=threshold, workers=workers
         )
+        if not progress:
+            return list(scores)
+        return list(tqdm(scores, total=total, desc="scoring", unit="img", leave=False))
 
     def iter_scores(
         self, inputs, *, batch_size=32, threshold=None, workers=2
@@ -121,7 +131,7 @@ class Detector:
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         threshold = self.threshold if threshold is None else check_threshold(threshold)
-        if isinstance(inputs, str | os.PathLike | bytes | Image.Image):
+        if _is_single(inputs):
             inputs = [inputs]
         items = iter(inputs)  # consumed a batch at a time: inputs may be a long generator
         with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes without the GIL
@@ -148,6 +158,11 @@ class Detector:
                 yield Prediction(name, score, "fake" if score >= threshold else "real")
             else:
                 yield Prediction(name, None, None, loaded[i])
+
+
+def _is_single(inputs) -> bool:
+    """One input rather than a collection of them (bytes and str are sequences too)."""
+    return isinstance(inputs, str | os.PathLike | bytes | Image.Image)
 
 
 def load_detector(model: str | os.PathLike | None = None, device: str = "auto") -> Detector:

@@ -87,7 +87,8 @@ def create_backbone(name: str, pretrained: bool = False, drop_path: float = 0.0)
         raise ModelError(
             f"could not download ImageNet weights for {name} ({type(exc).__name__}): "
             "pass --pretrained-file PATH (a .safetensors or .pth state dict), "
-            "or --no-pretrained to start from random weights"
+            "--no-pretrained to start from random weights, or --backbone "
+            "tf_efficientnet_lite0 (or lite1, lite2), whose weights are installed and work offline"
         ) from None
 
 
