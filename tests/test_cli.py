@@ -376,3 +376,32 @@ def test_max_pixels_raises_or_lowers_the_limit_for_one_command(
     assert code == 1 and "over the limit of 100" in stdout
     code, stdout, _ = run_cli(predict, capsys, monkeypatch)  # the next command: the default
     assert code == 0 and "over the limit" not in stdout
+
+
+def test_evaluate_a_folder_of_real_photos_only_reports_false_alarms(
+    kaggle_run, tmp_path, capsys, monkeypatch
+):
+    import numpy as np
+
+    folder = tmp_path / "real-photos" / "nested"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(9)
+    for i in range(12):
+        synthetic_image(rng, False).save(folder / f"{i}.jpg", "JPEG", quality=95)
+    out = tmp_path / "eval"
+    code, stdout, err = run_cli(
+        ["evaluate", "--model", str(kaggle_run), "--data", str(tmp_path / "real-photos"),
+         "--label", "real", "--output", str(out)], capsys, monkeypatch,
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == 12 and metrics["n_fake"] == 0
+    hits, total = metrics["false_alarm_rate_count"]
+    assert total == 12 and metrics["false_alarm_rate"] == hits / 12
+    assert len(metrics["false_alarm_rate_interval"]) == 2 and metrics["roc_auc"] is None
+    assert "reals called fake" in stdout and (out / "reliability.png").is_file()
+    code, _, err = run_cli(
+        ["evaluate", "--data", str(tmp_path), "--label", "both", "--output", str(out)],
+        capsys, monkeypatch,
+    )  # fmt: skip
+    assert code == 2 and "--label must be real or fake" in err

@@ -207,7 +207,7 @@ def test_export_script_bundles_a_combined_model_with_its_card(
 def test_threshold_and_metrics_are_those_of_the_stored_model(folder, request, members):
     """Chosen with the float16-rounded weights, on validation re-encoded as in training."""
     from deepfake_detect.datasets import select
-    from deepfake_detect.training import threshold_on_validation, validation_transform
+    from deepfake_detect.training import calibrate_on_validation, validation_transform
     from deepfake_detect.transforms import EvalTransform, reencode_steps
 
     model_dir = request.getfixturevalue(folder)
@@ -218,10 +218,13 @@ def test_threshold_and_metrics_are_those_of_the_stored_model(folder, request, me
     first = read_config(members[0])  # the first member of both
     options = dict(seed=3, batch_size=16, workers=0, device=detector.device, progress=False)
     reencoded = validation_transform(first, reencode_steps(first.training["reencode"]))
-    threshold, metrics = threshold_on_validation(detector.net, valid, reencoded, **options)
+    temperature, threshold, metrics = calibrate_on_validation(
+        detector.net, valid, reencoded, **options
+    )
+    assert detector.config.temperature == pytest.approx(temperature, rel=1e-6)
     assert detector.threshold == pytest.approx(threshold, abs=1e-6)
     assert detector.config.metrics["loss"] == pytest.approx(metrics["loss"], abs=1e-6)
-    _, plain = threshold_on_validation(detector.net, valid, EvalTransform(first), **options)
+    *_, plain = calibrate_on_validation(detector.net, valid, EvalTransform(first), **options)
     assert plain["loss"] != pytest.approx(metrics["loss"], abs=1e-4)  # re-encoding mattered
 
 
@@ -317,11 +320,6 @@ def test_weight_average_refuses_other_networks_and_combines(members, siblings, t
     out = tmp_path / "out"
     with pytest.raises(ModelError, match="only the same architecture can be averaged"):
         build_ensemble(members, out, combine="weights")  # paper head and linear head
-    calibrated = copy_run(siblings[1], tmp_path / "calibrated")
-    config = json.loads((calibrated / "config.json").read_text())
-    (calibrated / "config.json").write_text(json.dumps({**config, "temperature": 1.5}))
-    with pytest.raises(ModelError, match="calibrated \\(temperature 1.5\\)"):
-        build_ensemble([siblings[0], calibrated], out, combine="weights")
     with pytest.raises(ValueError, match="--combine must be one of logits, weights"):
         build_ensemble(members, out, combine="median")
     assert not out.exists()

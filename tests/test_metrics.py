@@ -392,3 +392,77 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
     with pytest.raises(ValueError):
         plot_confusion_matrix([[1, 0], [0, 1]], tmp_path / "cm.not-a-format")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+
+def test_temperature_scaling_calibrates_an_over_confident_model():
+    """A toy model whose logits are 4x the true log-odds: confident and badly calibrated."""
+    from deepfake_detect.metrics import brier_score, expected_calibration_error, fit_temperature
+
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 1.5, 20_000)
+    labels = (rng.random(true_logits.size) < 1 / (1 + np.exp(-true_logits))).astype(int)
+    logits = 4.0 * true_logits
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    before = expected_calibration_error(labels, sigmoid(logits))
+    temperature = fit_temperature(labels, logits)
+    after = expected_calibration_error(labels, sigmoid(logits / temperature))
+    assert temperature == pytest.approx(4.0, rel=0.05)
+    assert before > 0.1 and after < 0.02
+    assert brier_score(labels, sigmoid(logits / temperature)) < brier_score(labels, sigmoid(logits))
+    # a temperature changes no ranking
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(labels, logits)
+    assert roc_auc_score(labels, logits / temperature) == pytest.approx(auc)
+
+
+def test_calibration_error_and_brier_on_known_cases():
+    from deepfake_detect.metrics import brier_score, expected_calibration_error, reliability_bins
+
+    labels = np.array([0, 0, 1, 1])
+    assert expected_calibration_error(labels, np.array([0.0, 0.0, 1.0, 1.0])) == 0.0
+    assert expected_calibration_error(labels, np.array([0.5, 0.5, 0.5, 0.5])) == 0.0
+    assert expected_calibration_error(labels, np.array([1.0, 1.0, 0.0, 0.0])) == 1.0
+    assert brier_score(labels, np.array([0.5] * 4)) == 0.25
+    bins = reliability_bins(labels, np.array([0.01, 0.02, 0.99, 1.0]))
+    assert len(bins) == 15 and bins[0]["count"] == 2 and bins[-1]["count"] == 2
+    metrics = compute_metrics(labels, np.array([0.1, 0.2, 0.8, 0.9]), 0.5, n_bootstrap=0)
+    assert metrics["ece"] == pytest.approx(0.15) and metrics["calibration_bins"] == 15
+
+
+def test_fit_temperature_with_one_class_or_no_signal_is_one():
+    from deepfake_detect.metrics import fit_temperature
+
+    assert fit_temperature([1, 1, 1], [2.0, 3.0, 1.0]) == 1.0
+    assert fit_temperature([0, 1], [0.0, 0.0]) == 1.0
+    with pytest.raises(ValueError):
+        fit_temperature([0, 1], [0.0, float("nan")])
+
+
+def test_reliability_diagram_is_written(tmp_path):
+    from deepfake_detect.plots import plot_reliability
+
+    rng = np.random.default_rng(1)
+    plot_reliability(rng.integers(0, 2, 200), rng.random(200), tmp_path / "reliability.png")
+    assert (tmp_path / "reliability.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_alarm_rates_count_each_class_with_wilson_intervals():
+    from deepfake_detect.metrics import alarm_rates, wilson_interval
+
+    labels = np.array([0] * 100 + [1] * 10)
+    scores = np.array([0.9] * 5 + [0.1] * 95 + [0.9] * 8 + [0.1] * 2)
+    rates = alarm_rates(labels, scores, 0.5)
+    assert rates["false_alarm_rate"] == 0.05 and rates["false_alarm_rate_count"] == [5, 100]
+    assert rates["detection_rate"] == 0.8 and rates["detection_rate_count"] == [8, 10]
+    low, high = rates["false_alarm_rate_interval"]
+    assert low == pytest.approx(0.0215, abs=1e-3) and high == pytest.approx(0.1118, abs=1e-3)
+    assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(0, 0) is None
+    only_real = alarm_rates(np.zeros(4, int), np.array([0.1, 0.2, 0.7, 0.3]), 0.5)
+    assert only_real["false_alarm_rate"] == 0.25 and only_real["detection_rate"] is None

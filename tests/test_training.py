@@ -32,7 +32,7 @@ def trained_run(multi_source_data, tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_run_folder_holds_every_artefact(trained_run):
+def test_run_folder_holds_every_artefact(trained_run, multi_source_data):
     names = {p.name for p in trained_run.iterdir()}
     expected = {"model.safetensors", "config.json", "history.csv", "split.csv", "curves.png"}
     assert expected <= names
@@ -42,7 +42,16 @@ def test_run_folder_holds_every_artefact(trained_run):
                 "std", "interpolation", "threshold", "temperature", "class_names",
                 "weights_sha256", "training", "package_version", "metrics"):  # fmt: skip
         assert key in config
-    assert config["temperature"] == 1.0 and config["class_names"] == ["real", "fake"]
+    assert config["temperature"] > 0 and config["class_names"] == ["real", "fake"]
+    assert config["temperature"] != 1.0  # fitted on validation
+    metrics = config["metrics"]
+    assert 0 <= metrics["ece"] <= 1 and 0 <= metrics["brier"] <= 1
+    assert metrics["ece"] <= metrics["ece_before_calibration"] + 1e-9
+    # a shipped model travels: config.json names no folder of the machine that trained it
+    text = (trained_run / "config.json").read_text()
+    assert str(trained_run.parent) not in text and str(multi_source_data) not in text
+    assert config["training"]["output"] is None
+    assert config["training"]["data"] == [multi_source_data.name]
 
 
 def test_tiny_run_learns_the_planted_signal(trained_run):
@@ -481,3 +490,35 @@ def test_split_manifest_with_other_labels_or_no_match_is_refused(multi_source_da
 
 def replace_split(record, split):
     return dataclasses.replace(record, split=split)
+
+
+def test_test_labels_never_move_the_threshold_or_the_temperature(tmp_path):
+    """Both are fitted on validation alone: swapping the test split's classes changes nothing."""
+    import shutil
+
+    from conftest import write_class_folders
+
+    def layout(root: Path, swap_test: bool) -> Path:
+        for split, n, seed in (("train", 40, 1), ("valid", 16, 2), ("test", 12, 3)):
+            write_class_folders(root / split, n, seed=seed)
+        if swap_test:
+            test = root / "test"
+            (test / "real").rename(test / "was-real")
+            (test / "fake").rename(test / "real")
+            (test / "was-real").rename(test / "fake")
+        return root
+
+    configs = []
+    for swap in (False, True):
+        data = layout(tmp_path / f"data-{swap}", swap)
+        train(tiny_options(data, tmp_path / f"run-{swap}", audit=False))
+        configs.append(read_config(tmp_path / f"run-{swap}"))
+        shutil.rmtree(data / "train")  # nothing else is needed from it
+    assert configs[0].temperature == configs[1].temperature != 1.0
+    assert configs[0].threshold == configs[1].threshold
+    assert configs[0].metrics["roc_auc"] == configs[1].metrics["roc_auc"]
+
+
+def test_no_calibrate_keeps_the_temperature_at_one(multi_source_data, tmp_path):
+    config = train(tiny_options(multi_source_data, tmp_path / "run", calibrate=False)).config
+    assert config.temperature == 1.0 and "ece_before_calibration" not in config.metrics

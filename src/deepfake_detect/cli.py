@@ -208,6 +208,10 @@ def train(
             "by content), the rest are split around them."
         ),
     ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(help="Fit a temperature on validation so that scores are probabilities."),
+    ] = True,
     device: DeviceOption = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
     max_pixels: MaxPixelsOption = None,
@@ -231,14 +235,15 @@ def train(
         split_manifest=split_manifest,
         device=device,
         feature_cache=feature_cache, cache_copies=cache_copies, workers=workers, resume=resume,
-        valid_fraction=valid_fraction, test_fraction=test_fraction,
+        valid_fraction=valid_fraction, test_fraction=test_fraction, calibrate=calibrate,
         progress=_progress(),
     )  # fmt: skip
     result = run_training(options)
     metrics = result.config.metrics
     _say(
         f"model written to {result.run_dir}: validation accuracy {metrics['accuracy']:.4f}, "
-        f"ROC-AUC {_fmt(metrics['roc_auc'])}, threshold {result.config.threshold:.4f}"
+        f"ROC-AUC {_fmt(metrics['roc_auc'])}, threshold {result.config.threshold:.4f}, "
+        f"temperature {result.config.temperature:.3f}"
     )
 
 
@@ -330,6 +335,14 @@ def evaluate(
     jpeg_quality: Annotated[
         int | None, typer.Option(help="Re-encode both classes as JPEG at this quality first.")
     ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CLASS",
+            help="real or fake: every image of --data is of this class (e.g. a folder of real "
+            "photos only, for the false-alarm rate).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     device: DeviceOption = "auto",
     max_pixels: MaxPixelsOption = None,
@@ -347,9 +360,12 @@ def evaluate(
     quiet = _setup(quiet, max_pixels)
     if split not in ("train", "valid", "test", "all"):
         raise ValueError(f"--split must be test, valid, train or all, not {split!r}")
+    if label is not None and label not in ("real", "fake"):
+        raise ValueError(f"--label must be real or fake, not {label!r}")
+    class_label = None if label is None else int(label == "fake")
     check_report_folder(output)
     detector = load_detector(model, device=device)
-    records = evaluation_records(data, split, detector.model_dir)
+    records = evaluation_records(data, split, detector.model_dir, label=class_label)
     metrics = run_evaluation(
         detector, records, output, threshold=threshold, batch_size=batch_size,
         jpeg_quality=jpeg_quality, progress=_progress(),

@@ -117,6 +117,21 @@ def index_dataset(roots: Sequence[str | os.PathLike]) -> list[ImageRecord]:
     return sorted(records, key=_order_key)
 
 
+def index_labelled_folder(root: str | os.PathLike, label: int) -> list[ImageRecord]:
+    """Every image below `root` (any layout, recursively), all with one label: a folder of
+    real photos only, measured for false alarms, or of fakes only. Its source is the folder's
+    name; each image is its own group; no split (an evaluation counts such images as test)."""
+    if label not in LABEL_NAMES:
+        raise ValueError(f"label must be 0 (real) or 1 (fake), got {label!r}")
+    path = Path(os.path.abspath(root))
+    if not path.is_dir():
+        raise DataError(f"{path}: no such folder")
+    images = _find_images(path)
+    if not images:
+        raise DataError(f"{path}: no images ({_SUFFIX_HINT})")
+    return sorted((_record(p, label, path.name, path, None) for p in images), key=_order_key)
+
+
 def _index_root(root: Path) -> list[ImageRecord]:
     """Index one root of any layout."""
     if not root.exists():

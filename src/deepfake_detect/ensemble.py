@@ -103,11 +103,6 @@ def check_same_network(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> 
     ours = tuple(getattr(configs[0], f) for f in NETWORK_FIELDS)
     for config, path in zip(configs, dirs, strict=True):
         theirs = tuple(getattr(config, f) for f in NETWORK_FIELDS)
-        if config.temperature != 1.0:
-            raise ModelError(
-                f"{path}: calibrated (temperature {config.temperature}): average the "
-                "uncalibrated runs' weights"
-            )
         if theirs != ours:
             raise ModelError(
                 f"{path}: network {theirs} differs from {dirs[0]}'s {ours}: only the same "
@@ -134,7 +129,7 @@ def recorded_split(path: Path, config: ModelConfig) -> list[ImageRecord]:
     """A run's split: its split.csv, or the data's own (a Kaggle train/valid/test layout)."""
     if (path / SPLIT_NAME).is_file():
         return read_split_csv(path / SPLIT_NAME)
-    data = config.training.get("data")
+    data = training_data(path, config)
     records = index_dataset(data) if data else []
     if not records or any(r.split is None for r in records):
         raise DataError(
@@ -142,6 +137,18 @@ def recorded_split(path: Path, config: ModelConfig) -> list[ImageRecord]:
             "ensemble's threshold is chosen on the members' validation split"
         )
     return records
+
+
+def training_data(path: Path, config: ModelConfig) -> list[str]:
+    """The run's --data folders as given: its options.json holds them in full (config.json
+    keeps no absolute path of the machine, since a model travels)."""
+    options = path / "options.json"
+    if options.is_file():
+        try:
+            return list(json.loads(options.read_text()).get("data") or [])
+        except (OSError, ValueError):
+            pass  # an unreadable options.json: fall back on what config.json recorded
+    return list(config.training.get("data") or [])
 
 
 def shared_split(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> list[ImageRecord]:
@@ -197,7 +204,7 @@ def build_ensemble(
     from deepfake_detect.devices import resolve_device
     from deepfake_detect.inference import resolve_model
     from deepfake_detect.models import model_from_config
-    from deepfake_detect.training import check_images, threshold_on_validation, validation_transform
+    from deepfake_detect.training import calibrate_on_validation, check_images, validation_transform
     from deepfake_detect.transforms import reencode_steps
 
     if batch_size < 1 or workers < 0:
@@ -233,8 +240,8 @@ def build_ensemble(
         "version": time.strftime("%Y.%m.%d", time.gmtime()),
     }
     training = {
-        "threshold": "chosen on the members' validation split, re-encoded as the first "
-        "member's training images were",
+        "threshold": "temperature and threshold fitted on the members' validation split, "
+        "re-encoded as the first member's training images were",
         "members": [str(d.resolve()) for d in dirs],
     }
     if combine == "weights":
@@ -265,7 +272,7 @@ def build_ensemble(
             raise ModelError("a weight does not fit in float16: pass --float32")
         net.load_state_dict(state)
     transform = validation_transform(first, reencode_steps(first.training.get("reencode")))
-    config.threshold, config.metrics = threshold_on_validation(
+    config.temperature, config.threshold, config.metrics = calibrate_on_validation(
         net, valid, transform, seed=int(first.training.get("seed", 0)), batch_size=batch_size,
         workers=workers, device=torch_device, progress=progress,
     )  # fmt: skip

@@ -23,6 +23,7 @@ from deepfake_detect.datasets import (
     SPLIT_NAME,
     ImageRecord,
     index_dataset,
+    index_labelled_folder,
     make_split,
     read_split_csv,
     select,
@@ -31,7 +32,7 @@ from deepfake_detect.errors import DataError, ImageError
 from deepfake_detect.images import load_image
 from deepfake_detect.manifest import MANIFEST_NAME, file_sha256, read_manifest
 from deepfake_detect.metrics import classification_report_text, compute_metrics
-from deepfake_detect.plots import plot_confusion_matrix, plot_roc
+from deepfake_detect.plots import plot_confusion_matrix, plot_reliability, plot_roc
 
 if TYPE_CHECKING:
     from deepfake_detect.inference import Detector
@@ -40,25 +41,38 @@ log = logging.getLogger("deepfake_detect")
 
 
 def evaluation_records(
-    data: Sequence[str | os.PathLike], split: str, model_dir: Path | None, seed: int = 0
+    data: Sequence[str | os.PathLike],
+    split: str,
+    model_dir: Path | None,
+    seed: int = 0,
+    label: int | None = None,
 ) -> list[ImageRecord]:
     """The images of one split ("all" for every image), as the model was trained.
 
     A run folder's split.csv (written when training made the split) or a shipped model's split
     manifest decides which images are test images, and images they do not know (never trained
     on) count as test; datasets with their own splits (the Kaggle CSVs) keep them; otherwise a
-    seeded split is made as `train` makes it.
+    seeded split is made as `train` makes it. With `label`, each folder is one class only
+    (`datasets.index_labelled_folder`): a folder of real photos measures false alarms.
     """
-    records = index_dataset(data)
+    if label is None:
+        records = index_dataset(data)
+    else:
+        records = [r for root in data for r in index_labelled_folder(root, label)]
     if any(r.split is None for r in records):
-        records = recorded_split(records, model_dir, seed)
+        # A one-class folder cannot be split by class; without a record, it is all test.
+        records = recorded_split(records, model_dir, seed, unrecorded=label is None)
     chosen = records if split == "all" else select(records, split)
     if not chosen:
         raise DataError(f"no images in the {split} split")
     return chosen
 
 
-def recorded_split(records: Sequence[ImageRecord], model_dir: Path | None, seed: int):
+def recorded_split(
+    records: Sequence[ImageRecord], model_dir: Path | None, seed: int, unrecorded: bool = True
+):
+    """The model's recorded split for these records; without one, the default seeded split
+    (`unrecorded`) or every image as test."""
     run_split = model_dir / SPLIT_NAME if model_dir else None
     manifest = model_dir / MANIFEST_NAME if model_dir else None
     if run_split is not None and run_split.is_file():
@@ -67,9 +81,11 @@ def recorded_split(records: Sequence[ImageRecord], model_dir: Path | None, seed:
     elif manifest is not None and manifest.is_file():
         known = {row.sha256: row.split for row in read_manifest(manifest)}
         splits = [known.get(file_sha256(r.path)) for r in records]
-    else:
+    elif unrecorded:
         log.warning("no recorded split for these images: making the default seeded split")
         return make_split(records, seed=seed)
+    else:
+        return [replace(r, split="test") for r in records]
     unseen = sum(s is None for s in splits)
     if unseen:
         log.info("%d of %d images are not in the model's recorded split: counted as test",
@@ -167,7 +183,10 @@ def per_source_metrics(sources: Sequence[str], labels, scores, threshold) -> dic
     }
 
 
-REPORT_FILES = ("classification_report.txt", "confusion_matrix.png", "roc.png", "metrics.json")
+REPORT_FILES = (
+    "classification_report.txt", "confusion_matrix.png", "roc.png", "reliability.png",
+    "metrics.json",
+)  # fmt: skip
 
 
 def check_report_folder(output_dir: str | os.PathLike) -> None:
@@ -188,4 +207,5 @@ def write_report(output_dir: Path, metrics: dict, labels: np.ndarray, scores: np
     atomic_write_bytes(output_dir / REPORT_FILES[0], report.encode())
     plot_confusion_matrix(metrics["confusion_matrix"], output_dir / REPORT_FILES[1])
     plot_roc(labels, scores, output_dir / REPORT_FILES[2])
-    atomic_write_json(output_dir / REPORT_FILES[3], metrics)
+    plot_reliability(labels, scores, output_dir / REPORT_FILES[3])
+    atomic_write_json(output_dir / REPORT_FILES[4], metrics)

@@ -11,6 +11,7 @@ written with ``json.dumps(..., allow_nan=False)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -90,6 +91,109 @@ def binary_cross_entropy(labels, scores, eps: float = 1e-7) -> float:
     y, s = _validate(labels, scores)
     p = np.clip(s, eps, 1.0 - eps)
     return float(np.mean(-(y * np.log(p) + (1 - y) * np.log1p(-p))))
+
+
+CALIBRATION_BINS = 15
+"""Equal-width bins of P(fake) for the expected calibration error and the reliability diagram."""
+
+_TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def brier_score(labels, scores) -> float:
+    """Mean squared difference between P(fake) and the label (0 is perfect, 0.25 is a coin)."""
+    y, s = _validate(labels, scores)
+    return float(np.mean((s - y) ** 2))
+
+
+def reliability_bins(labels, scores, n_bins: int = CALIBRATION_BINS) -> list[dict]:
+    """Per equal-width bin of P(fake): its edges, image count, mean score and share of fakes.
+
+    A calibrated model's share of fakes in a bin equals its mean score; the last bin includes
+    a score of exactly 1.
+    """
+    y, s = _validate(labels, scores)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        inside = index == b
+        count = int(inside.sum())
+        bins.append({
+            "lower": float(edges[b]),
+            "upper": float(edges[b + 1]),
+            "count": count,
+            "mean_score": float(s[inside].mean()) if count else None,
+            "fraction_fake": float(y[inside].mean()) if count else None,
+        })  # fmt: skip
+    return bins
+
+
+def expected_calibration_error(labels, scores, n_bins: int = CALIBRATION_BINS) -> float:
+    """Expected calibration error: the count-weighted mean, over equal-width bins of P(fake),
+    of |share of fakes - mean score| (the reliability diagram's gaps)."""
+    y, _ = _validate(labels, scores)
+    total = 0.0
+    for b in reliability_bins(labels, scores, n_bins):
+        if b["count"]:
+            total += b["count"] * abs(b["fraction_fake"] - b["mean_score"])
+    return float(total / y.size)
+
+
+def wilson_interval(successes: int, total: int, level: float = 0.95) -> list[float] | None:
+    """Wilson score interval of a proportion (good near 0 and 1, where the normal one fails)."""
+    from scipy.stats import norm
+
+    if total <= 0:
+        return None
+    z = float(norm.ppf(0.5 + level / 2))
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == total else min(1.0, centre + half)
+    return [low, high]
+
+
+def alarm_rates(labels, scores, threshold: float) -> dict:
+    """The share of real photos called fake (false alarms) and of fakes caught, each with its
+    count and 95% Wilson interval; None for a class that is absent. The numbers a folder of
+    real photos only (or of fakes only) is evaluated by."""
+    y, s = _validate(labels, scores)
+    fake = s >= _check_threshold(threshold)
+    out = {}
+    for name, label in (("false_alarm_rate", 0), ("detection_rate", 1)):
+        n = int((y == label).sum())
+        hits = int((fake & (y == label)).sum())
+        out[name] = hits / n if n else None
+        out[f"{name}_interval"] = wilson_interval(hits, n)
+        out[f"{name}_count"] = [hits, n]
+    return out
+
+
+def fit_temperature(labels, logits) -> float:
+    """Temperature T minimising the cross-entropy of sigmoid(logit / T) on these (validation)
+    logits: T > 1 softens an over-confident model, T < 1 sharpens a timid one. It changes no
+    ranking, so ROC-AUC and the best balanced accuracy stay as they are.
+
+    With one class only, or logits that are all zero, nothing can be fitted and 1.0 is returned.
+    """
+    from scipy.optimize import minimize_scalar
+
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    if y.shape != z.shape or not np.isfinite(z).all():
+        raise ValueError("labels and logits must be finite and of the same length")
+    if not _has_both_classes(y.astype(np.int64)) or not np.any(z):
+        return 1.0
+
+    def loss(log_t: float) -> float:
+        scaled = z / np.exp(log_t)
+        # log(1 + e^x) - y x, computed stably: the mean cross-entropy on logits
+        return float(np.mean(np.logaddexp(0.0, scaled) - y * scaled))
+
+    low, high = np.log(_TEMPERATURE_RANGE)
+    result = minimize_scalar(loss, bounds=(low, high), method="bounded")
+    return float(np.exp(result.x))
 
 
 def _balanced_accuracy_at(y: np.ndarray, s: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -297,6 +401,10 @@ def compute_metrics(
         "per_class": per_class,
         "macro": macro,
         **_ranking_metrics(y, s),
+        **alarm_rates(y, s, t),
+        "ece": expected_calibration_error(y, s),
+        "brier": brier_score(y, s),
+        "calibration_bins": CALIBRATION_BINS,
         "confusion_matrix": matrix.astype(int).tolist(),
         "intervals": {**intervals, "level": level, "n_resamples": int(n_bootstrap)},
     }
@@ -341,16 +449,31 @@ def format_summary_table(metrics: dict) -> str:
         ("threshold", _fmt(metrics.get("threshold"))),
         ("accuracy" + ci, _fmt_with_interval(metrics.get("accuracy"), intervals.get("accuracy"))),
         ("balanced accuracy", _fmt(metrics.get("balanced_accuracy"))),
+        ("reals called fake (95% CI)", _rate(metrics, "false_alarm_rate")),
+        ("fakes caught (95% CI)", _rate(metrics, "detection_rate")),
         ("ROC-AUC" + ci, _fmt_with_interval(metrics.get("roc_auc"), intervals.get("roc_auc"))),
         ("average precision", _fmt(metrics.get("average_precision"))),
         ("EER", _fmt(metrics.get("eer"))),
         ("TPR @ 1% FPR", _fmt(metrics.get("tpr_at_1pct_fpr"))),
         ("loss (BCE)", _fmt(metrics.get("loss"))),
-    ]
+        (f"ECE ({metrics.get('calibration_bins', CALIBRATION_BINS)} bins)",
+         _fmt(metrics.get("ece"))),
+        ("Brier score", _fmt(metrics.get("brier"))),
+    ]  # fmt: skip
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines += ["", _per_class_table(metrics.get("per_class") or {})]
     return "\n".join(lines)
+
+
+def _rate(metrics: dict, name: str) -> str:
+    """A rate with its interval and counts, e.g. '0.0450  [0.0310, 0.0650]  (27 of 600)'."""
+    value = metrics.get(name)
+    if value is None:
+        return "n/a"
+    hits, total = metrics.get(f"{name}_count") or (None, None)
+    counts = f"  ({hits} of {total})" if total else ""
+    return _fmt_with_interval(value, metrics.get(f"{name}_interval")) + counts
 
 
 def _per_class_table(per_class: dict) -> str:

@@ -18,7 +18,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from deepfake_detect.metrics import CLASS_NAMES, _has_both_classes, _validate
+from deepfake_detect.metrics import (
+    CALIBRATION_BINS,
+    CLASS_NAMES,
+    _has_both_classes,
+    _validate,
+    expected_calibration_error,
+    reliability_bins,
+)
 
 
 def _save_figure(fig: Figure, path: str | os.PathLike) -> None:
@@ -108,6 +115,26 @@ def plot_roc(labels, scores, path: str | os.PathLike, title: str = "ROC curve") 
         ax.text(0.5, 0.5, "ROC undefined: only one class", ha="center", va="center")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
     ax.set(title=title, aspect="equal")
+    _save_figure(fig, path)
+
+
+def plot_reliability(labels, scores, path: str | os.PathLike, title: str = "Reliability") -> None:
+    """Reliability diagram: the share of fakes against the mean P(fake) in each equal-width bin
+    (a calibrated model lies on the diagonal), with the images per bin below."""
+    y, s = _validate(labels, scores)
+    bins = [b for b in reliability_bins(y, s) if b["count"]]
+    fig = Figure(figsize=(4.5, 5.5))
+    top, bottom = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="calibrated")
+    top.plot([b["mean_score"] for b in bins], [b["fraction_fake"] for b in bins], "o-", lw=2,
+             label=f"model (ECE {expected_calibration_error(y, s):.3f})")  # fmt: skip
+    top.set(xlim=(0, 1), ylim=(0, 1.01), ylabel="share of fakes", title=title)
+    top.legend(loc="upper left")
+    width = 1.0 / CALIBRATION_BINS
+    bottom.bar([b["lower"] for b in bins], [b["count"] for b in bins], width=width,
+               align="edge", color="tab:blue", alpha=0.6)  # fmt: skip
+    bottom.set(xlabel="mean P(fake) in the bin", ylabel="images", yscale="log")
+    fig.tight_layout()
     _save_figure(fig, path)
 
 

@@ -43,7 +43,12 @@ from deepfake_detect.devices import autocast, check_device_name, resolve_device,
 from deepfake_detect.errors import DataError, DetectorError
 from deepfake_detect.images import load_image
 from deepfake_detect.manifest import apply_manifest_splits, read_manifest
-from deepfake_detect.metrics import choose_threshold, compute_metrics
+from deepfake_detect.metrics import (
+    choose_threshold,
+    compute_metrics,
+    expected_calibration_error,
+    fit_temperature,
+)
 from deepfake_detect.models import HEADS, DetectorNet, build_model, default_preprocessing
 from deepfake_detect.plots import plot_training_curves
 from deepfake_detect.run_state import (
@@ -113,6 +118,7 @@ class TrainOptions:
     workers: int = 0
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
+    calibrate: bool = True
     resume: bool = False
     progress: bool = True
 
@@ -166,6 +172,18 @@ class TrainOptions:
         data["output"] = str(self.output)
         data["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
         data["split_manifest"] = str(self.split_manifest) if self.split_manifest else None
+        return data
+
+
+    def to_record(self) -> dict[str, Any]:
+        """The options as config.json records them: no path of the machine that trained it (a
+        shipped model travels). Data folders given as relative paths stay as given, absolute
+        ones keep their name; the run folder is the config's name; files keep their name."""
+        data = self.to_json()
+        data["data"] = [str(d) if not d.is_absolute() else d.name for d in self.data]
+        data["output"] = None
+        for key in ("pretrained_file", "split_manifest"):
+            data[key] = Path(data[key]).name if data[key] else None
         return data
 
 
@@ -326,18 +344,27 @@ def validation_transform(config: ModelConfig, source_steps: Sequence) -> TrainTr
     return TrainTransform(config, (), jpeg) if jpeg else EvalTransform(config)
 
 
-def threshold_on_validation(
-    module, records, transform, *, seed, batch_size, workers, device, progress, temperature=1.0
-) -> tuple[float, dict[str, Any]]:
-    """Score the validation images; the threshold of maximum balanced accuracy and the
-    metrics (with bootstrap intervals) at that threshold."""
+def calibrate_on_validation(
+    module, records, transform, *, seed, batch_size, workers, device, progress, calibrate=True
+) -> tuple[float, float, dict[str, Any]]:
+    """Score the validation images; fit the temperature that makes their P(fake) calibrated
+    (1.0 when `calibrate` is False), then choose the threshold of maximum balanced accuracy on
+    the calibrated scores. Returns (temperature, threshold, metrics with bootstrap intervals).
+
+    Only validation images decide either number: the test split never reaches this function.
+    """
     dataset = ImageDataset(records, transform, seed=seed)
     loader = make_loader(dataset, batch_size, workers)
     logits, labels = predict_logits(module, loader, device, "valid", progress)
-    scores = torch.sigmoid(logits / temperature).numpy()
     labels_np = labels.numpy().astype(int)
+    temperature = fit_temperature(labels_np, logits.numpy()) if calibrate else 1.0
+    scores = torch.sigmoid(logits / temperature).numpy()
     threshold = choose_threshold(labels_np, scores)
-    return threshold, compute_metrics(labels_np, scores, threshold, n_bootstrap=200)
+    metrics = compute_metrics(labels_np, scores, threshold, n_bootstrap=200)
+    if calibrate:
+        raw = torch.sigmoid(logits).numpy()
+        metrics["ece_before_calibration"] = expected_calibration_error(labels_np, raw)
+    return temperature, threshold, metrics
 
 
 def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[ImageRecord]]:
@@ -441,7 +468,7 @@ def model_config(options: TrainOptions) -> ModelConfig:
         stem_stride=options.stem_stride,
         name=options.output.resolve().name,
         version=time.strftime("%Y.%m.%d", time.gmtime()),
-        training=options.to_json(),
+        training=options.to_record(),
         **pre,
     )
 
@@ -680,10 +707,12 @@ class Trainer:
         """Best weights, a validation-chosen threshold, config.json, curves; then tidy up."""
         o, state = self.options, self.state
         self.model.load_state_dict(load_best_weights(self.run_dir, state))
-        self.config.threshold, self.config.metrics = threshold_on_validation(
-            self.model, self.records["valid"], self.valid_transform, seed=o.seed,
-            batch_size=o.batch_size, workers=o.workers, device=self.device, progress=o.progress,
-            temperature=self.config.temperature,
+        self.config.temperature, self.config.threshold, self.config.metrics = (
+            calibrate_on_validation(
+                self.model, self.records["valid"], self.valid_transform, seed=o.seed,
+                batch_size=o.batch_size, workers=o.workers, device=self.device,
+                progress=o.progress, calibrate=o.calibrate,
+            )
         )  # fmt: skip
         self.config.metrics["best_epoch"] = state.best_epoch
         self.config.metrics["selected_by"] = f"validation {o.select_by}"
