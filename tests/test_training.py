@@ -522,3 +522,36 @@ def test_test_labels_never_move_the_threshold_or_the_temperature(tmp_path):
 def test_no_calibrate_keeps_the_temperature_at_one(multi_source_data, tmp_path):
     config = train(tiny_options(multi_source_data, tmp_path / "run", calibrate=False)).config
     assert config.temperature == 1.0 and "ece_before_calibration" not in config.metrics
+
+
+def test_fake_only_folders_join_the_split_as_their_own_source(multi_source_data, tmp_path):
+    """Diffusion faces come without real photos: a source of fakes only, split like any other."""
+    from conftest import synthetic_image
+
+    from deepfake_detect.training import prepare_records
+
+    rng = np__random(7)
+    diffusion = tmp_path / "diffusion-faces"
+    diffusion.mkdir()
+    for i in range(30):
+        synthetic_image(rng, True).save(diffusion / f"SDXL_{i:04d}.jpg", "JPEG", quality=75)
+    options = tiny_options(multi_source_data, tmp_path / "run", audit=False, fake_only=[diffusion])
+    made = prepare_records(options, tmp_path / "none.csv")["made"]
+    ours = [r for r in made if r.source == "diffusion-faces"]
+    assert len(ours) == 30 and {r.label for r in ours} == {1}
+    assert {r.split for r in ours} == {"train", "valid", "test"}
+    assert options.to_record()["fake_only"] == ["diffusion-faces"]
+    clash = tmp_path / "alpha"
+    clash.mkdir()
+    (diffusion / "SDXL_0000.jpg").rename(clash / "x.jpg")
+    with pytest.raises(DataError, match="a source named 'alpha' exists already"):
+        prepare_records(
+            tiny_options(multi_source_data, tmp_path / "run", audit=False, fake_only=[clash]),
+            tmp_path / "none.csv",
+        )
+
+
+def np__random(seed):
+    import numpy as np
+
+    return np.random.default_rng(seed)

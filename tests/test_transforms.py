@@ -118,3 +118,33 @@ def test_package_and_cli_import_torch_lazily():
     code += "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_robust_augmentation_is_seeded_and_changes_images_as_sharing_does():
+    from deepfake_detect.transforms import robust_steps
+
+    transform = build_train_transform(CONFIG, "robust")
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (48, 40, 3), np.uint8))
+    outputs = [transform(image, sample_rng(0, 1, i)) for i in range(40)]
+    assert all(o.shape == (3, 32, 32) for o in outputs)
+    assert np.array_equal(outputs[0], transform(image, sample_rng(0, 1, 0)))
+    plain = EvalTransform(CONFIG)(image)
+    changed = [not np.allclose(o, plain) and not np.allclose(o, plain[:, :, ::-1]) for o in outputs]
+    assert 0.5 < np.mean(changed) < 1.0  # most images get some change, not every one
+    names = [type(getattr(s, "step", s)).__name__ for s in robust_steps()]
+    assert names == ["RandomFlip", "RandomRotate", "RandomCropResize", "RandomRescale",
+                     "RandomBlur", "RandomJPEG"]  # fmt: skip
+
+
+def test_figure_history_ends_at_384_px_as_the_diffusion_faces_do():
+    from deepfake_detect.transforms import FigureHistory, RandomApply
+
+    image = Image.fromarray(np.random.default_rng(4).integers(0, 256, (256, 256, 3), np.uint8))
+    out = FigureHistory()(image, sample_rng(0, 1, 0))
+    assert out.size == (384, 384) and out.mode == "RGB"
+    assert not np.array_equal(np.asarray(out.resize((256, 256))), np.asarray(image))
+    steps = reencode_steps("jpeg:60-95", figure_history=0.25)
+    assert isinstance(steps[0], RandomApply) and steps[0].p == 0.25
+    assert isinstance(steps[-1], RandomJPEG)
+    with pytest.raises(ValueError, match="--figure-history"):
+        reencode_steps(None, figure_history=1.5)

@@ -148,7 +148,11 @@ def train(
         typer.Option(help="Give every source folder and class an equal share of each epoch."),
     ] = False,
     augment: Annotated[
-        str, typer.Option(help="paper (rotate 10°, shift 10%), flip (mirror only) or none.")
+        str,
+        typer.Option(
+            help="paper (rotate 10°, shift 10%), flip (mirror only), robust (what a shared "
+            "photo goes through: mirror, rotation, crop, resize, blur, JPEG 30-95) or none."
+        ),
     ] = "paper",
     train_crop: Annotated[
         int | None,
@@ -160,6 +164,22 @@ def train(
     ] = None,
     resize_jitter: Annotated[
         str | None, typer.Option(help="Shrink training images by a random factor, e.g. 0.7-1.0.")
+    ] = None,
+    figure_history: Annotated[
+        float,
+        typer.Option(
+            metavar="P",
+            help="Put a share P of the training images, either class, through the processing "
+            "history of ../shared/fake-only (resize, JPEG, resize, JPEG).",
+        ),
+    ] = 0.0,
+    fake_only: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--fake-only", metavar="DIR",
+            help="A folder of fakes only (e.g. diffusion faces), split like the others; "
+            "repeatable. Pair it with --figure-history when its files have a history of their own.",
+        ),
     ] = None,
     run_audit: Annotated[
         bool, typer.Option("--audit/--no-audit", help="Audit the dataset for shortcuts first.")
@@ -228,6 +248,7 @@ def train(
         pretrained_file=pretrained_file, image_size=image_size, train_size=train_size,
         balance_sources=balance_sources,
         augment=augment, train_crop=train_crop, reencode=reencode, resize_jitter=resize_jitter,
+        figure_history=figure_history, fake_only=fake_only or [],
         audit=run_audit,
         frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs,
         batch_size=batch_size, lr=lr, finetune_lr=finetune_lr, weight_decay=weight_decay,

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Hashable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from deepfake_detect.datasets import (
     SPLIT_NAME,
     ImageRecord,
     index_dataset,
+    index_labelled_folder,
     make_split,
     read_split_csv,
     sample_balanced,
@@ -77,7 +78,9 @@ CACHE_NAME = "feature-cache.safetensors"
 CURVES_NAME = "curves.png"
 OPTIONS_NAME = "options.json"
 # Options that may differ when resuming: they change neither the data nor the arithmetic.
-RESUMABLE_CHANGES = frozenset({"resume", "progress", "workers", "device", "data", "output"})
+RESUMABLE_CHANGES = frozenset(
+    {"resume", "progress", "workers", "device", "data", "fake_only", "output"}
+)
 SELECT_BY = ("loss", "auc")
 
 
@@ -87,6 +90,7 @@ class TrainOptions:
 
     data: list[Path]
     output: Path
+    fake_only: list[Path] = field(default_factory=list)
     backbone: str = "legacy_xception"
     head: str = "paper"
     stem_stride: int | None = None
@@ -100,6 +104,7 @@ class TrainOptions:
     train_crop: int | None = None
     reencode: str | None = None
     resize_jitter: str | None = None
+    figure_history: float = 0.0
     audit: bool = True
     frozen_epochs: int = 5
     finetune_epochs: int = 5
@@ -124,6 +129,7 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         self.data = [Path(d) for d in self.data]
+        self.fake_only = [Path(d) for d in self.fake_only]
         self.output = Path(self.output)
         checks = [
             (bool(self.data), "give at least one --data folder"),
@@ -160,15 +166,18 @@ class TrainOptions:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        reencode_steps(self.reencode, self.resize_jitter)  # raises on a malformed spec
-        for folder in self.data:
-            if not folder.is_dir():
-                raise ValueError(f"--data {folder}: no such folder")
+        # raises on a malformed spec
+        reencode_steps(self.reencode, self.resize_jitter, self.figure_history)
+        for option, folders in (("--data", self.data), ("--fake-only", self.fake_only)):
+            for folder in folders:
+                if not folder.is_dir():
+                    raise ValueError(f"{option} {folder}: no such folder")
         check_device_name(self.device)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["data"] = [str(d) for d in self.data]
+        data["fake_only"] = [str(d) for d in self.fake_only]
         data["output"] = str(self.output)
         data["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
         data["split_manifest"] = str(self.split_manifest) if self.split_manifest else None
@@ -180,7 +189,8 @@ class TrainOptions:
         shipped model travels). Data folders given as relative paths stay as given, absolute
         ones keep their name; the run folder is the config's name; files keep their name."""
         data = self.to_json()
-        data["data"] = [str(d) if not d.is_absolute() else d.name for d in self.data]
+        for key in ("data", "fake_only"):
+            data[key] = [d if not Path(d).is_absolute() else Path(d).name for d in data[key]]
         data["output"] = None
         for key in ("pretrained_file", "split_manifest"):
             data[key] = Path(data[key]).name if data[key] else None
@@ -380,6 +390,7 @@ def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[I
         records = read_split_csv(split_file)
     else:
         records = index_dataset(options.data)
+        records += fake_only_records(options.fake_only, {r.source for r in records})
         if options.split_manifest is not None:
             records = apply_manifest_splits(records, read_manifest(options.split_manifest))
         if options.audit:
@@ -398,6 +409,20 @@ def prepare_records(options: TrainOptions, split_file: Path) -> dict[str, list[I
     if options.train_size is not None:
         train = sample_balanced(train, options.train_size, seed=options.seed)
     return {"train": train, "valid": valid, "made": made}
+
+
+def fake_only_records(folders: Sequence[Path], taken: set[str]) -> list[ImageRecord]:
+    """The images of --fake-only folders, each folder a source of fakes only; its name must
+    not be that of another source (their counts and splits would mix)."""
+    records: list[ImageRecord] = []
+    for folder in folders:
+        found = index_labelled_folder(folder, 1)
+        source = found[0].source
+        if source in taken:
+            raise DataError(f"--fake-only {folder}: a source named {source!r} exists already")
+        taken.add(source)
+        records += found
+    return records
 
 
 def audit_and_group(records: list[ImageRecord], advise: bool, progress: bool) -> list[ImageRecord]:
@@ -440,7 +465,10 @@ def check_same_options(path: Path, options: TrainOptions) -> None:
         raise DataError(f"{path}: unreadable ({exc})") from None
     current = options.to_json()
     # An option added after the run started counts as given with its default value.
-    defaults = {f.name: f.default for f in fields(TrainOptions)}
+    defaults = {
+        f.name: f.default if f.default_factory is MISSING else f.default_factory()
+        for f in fields(TrainOptions)
+    }
     stored = {key: stored.get(key, default) for key, default in defaults.items()}
     for values in (stored, current):  # no split seed means the seed's: the same split
         if values["split_seed"] is None:
@@ -485,7 +513,9 @@ class Trainer:
         # the cheap checks (model, weights) before the slow ones (every image decoded).
         self.config = model_config(options)
         self.model = self._build_model()
-        self.source_steps = reencode_steps(options.reencode, options.resize_jitter)
+        self.source_steps = reencode_steps(
+            options.reencode, options.resize_jitter, options.figure_history
+        )
         self.valid_transform = self._valid_transform()
         self.records = prepare_records(options, self.run_dir / SPLIT_NAME)
         check_images([*self.records["train"], *self.records["valid"]], options.progress)

@@ -19,7 +19,7 @@ from PIL import Image
 from deepfake_detect.checkpoint import ModelConfig
 from deepfake_detect.images import preprocess, resize_image, to_tensor_array
 
-AUGMENTATIONS = ("paper", "flip", "none")
+AUGMENTATIONS = ("paper", "flip", "robust", "none")
 ImageStep = Callable[[Image.Image, np.random.Generator], Image.Image]
 
 
@@ -101,6 +101,100 @@ class RandomDownscale:
 
 
 @dataclass(frozen=True)
+class RandomApply:
+    """Apply `step` to a share `p` of the images (the draw comes from the image's generator)."""
+
+    step: ImageStep
+    p: float
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return self.step(image, rng) if rng.random() < self.p else image
+
+
+@dataclass(frozen=True)
+class RandomRotate:
+    """A small rotation, as a photo straightened or tilted, edges filled with nearest pixels."""
+
+    degrees: float = 5.0
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return RandomAffine(self.degrees, 0.0)(image, rng)
+
+
+@dataclass(frozen=True)
+class RandomCropResize:
+    """A random window of `area_min`-1 of the image's area (the face kept, as a user's crop
+    keeps it), resized back to the image's size."""
+
+    area_min: float = 0.64
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        side = math.sqrt(rng.uniform(self.area_min, 1.0))
+        width, height = max(8, round(image.width * side)), max(8, round(image.height * side))
+        left = int(rng.integers(0, image.width - width + 1))
+        top = int(rng.integers(0, image.height - height + 1))
+        window = image.crop((left, top, left + width, top + height))
+        return window.resize(image.size, Image.BICUBIC)
+
+
+@dataclass(frozen=True)
+class RandomRescale:
+    """Down to a random scale and back up, as an image shared small and viewed large."""
+
+    scale_min: float = 0.4
+    scale_max: float = 1.0
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        small = RandomDownscale(self.scale_min, self.scale_max)(image, rng)
+        filters = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)
+        return small.resize(image.size, filters[int(rng.integers(0, len(filters)))])
+
+
+@dataclass(frozen=True)
+class RandomBlur:
+    """Mild Gaussian blur (sigma in pixels), as from focus, motion or a soft resampler."""
+
+    sigma_min: float = 0.2
+    sigma_max: float = 1.2
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        from PIL import ImageFilter
+
+        return image.filter(ImageFilter.GaussianBlur(rng.uniform(self.sigma_min, self.sigma_max)))
+
+
+@dataclass(frozen=True)
+class FigureHistory:
+    """The processing history of `../shared/fake-only/diffusion-faces`, for any image:
+    resized to about 480 px on its longer side, JPEG at about quality 75 (a figure of a
+    mosaic), then resized to 384 px and JPEG at 75 (how the folder stores them). Given to
+    both classes alike, so that this history tells no class."""
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        longer = max(image.size)
+        figure = rng.uniform(440, 520) / longer
+        size = (max(8, round(image.width * figure)), max(8, round(image.height * figure)))
+        image = RandomJPEG(70, 80)(image.resize(size, Image.BICUBIC), rng)
+        final = 384 / max(image.size)
+        size = (max(8, round(image.width * final)), max(8, round(image.height * final)))
+        return RandomJPEG(75, 75)(image.resize(size, Image.BICUBIC), rng)
+
+
+def robust_steps() -> tuple[ImageStep, ...]:
+    """--augment robust: what a shared photo goes through, each step to a share of the images
+    and at mild strength, after a mirror: a small rotation, a crop that keeps the face, a
+    resize down and back up, a blur, and JPEG at quality 30-95 last (as a share ends)."""
+    return (
+        RandomFlip(),
+        RandomApply(RandomRotate(5.0), 0.3),
+        RandomApply(RandomCropResize(0.64), 0.3),
+        RandomApply(RandomRescale(0.4, 1.0), 0.3),
+        RandomApply(RandomBlur(0.2, 1.2), 0.15),
+        RandomApply(RandomJPEG(30, 95), 0.5),
+    )
+
+
+@dataclass(frozen=True)
 class TrainTransform:
     """Source steps on the original image (re-encoding), resize to the model's input, then the
     random augmentation steps, then scale to 0-1 and normalise."""
@@ -135,6 +229,8 @@ def augmentation_steps(augment: str, crop: int | None = None) -> tuple[ImageStep
         steps: tuple[ImageStep, ...] = (RandomAffine(degrees=10.0, translate=0.1),)
     elif augment == "flip":
         steps = (RandomFlip(),)
+    elif augment == "robust":
+        steps = robust_steps()
     elif augment == "none":
         steps = ()
     else:
@@ -154,9 +250,16 @@ def parse_range(text: str, kind: type, name: str) -> tuple:
     return values
 
 
-def reencode_steps(reencode: str | None, resize_jitter: str | None = None) -> tuple[ImageStep, ...]:
-    """Parse --reencode (none, or jpeg:QMIN-QMAX) and --resize-jitter (SMIN-SMAX)."""
+def reencode_steps(
+    reencode: str | None, resize_jitter: str | None = None, figure_history: float = 0.0
+) -> tuple[ImageStep, ...]:
+    """Parse --reencode (none, or jpeg:QMIN-QMAX) and --resize-jitter (SMIN-SMAX); with
+    --figure-history P, a share P of the images first goes through `FigureHistory`."""
+    if not 0.0 <= figure_history <= 1.0:
+        raise ValueError("--figure-history: a share within [0, 1]")
     steps: list[ImageStep] = []
+    if figure_history:
+        steps.append(RandomApply(FigureHistory(), figure_history))
     if resize_jitter:
         low, high = parse_range(resize_jitter, float, "--resize-jitter")
         if not 0.1 <= low <= high <= 1.0:
