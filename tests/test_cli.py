@@ -351,11 +351,14 @@ def test_predict_and_evaluate_show_progress_on_a_terminal_only(
 @pytest.mark.parametrize(
     ("command", "note"),
     [("predict", "nothing written"),
-     ("train", "the run keeps its last complete epoch: continue it with --resume")],
+     ("train", "a training run keeps every epoch it completed: continue it with --resume")],
 )
-def test_ctrl_c_is_one_line_and_status_130(command, note, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("how", ["KeyboardInterrupt", "Abort"])  # Abort: older Typer, click
+def test_ctrl_c_is_one_line_and_status_130(command, note, how, tmp_path, capsys, monkeypatch):
+    import click
+
     def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt if how == "KeyboardInterrupt" else click.exceptions.Abort()
 
     monkeypatch.setattr("deepfake_detect.inference.load_detector", interrupt)
     monkeypatch.setattr("deepfake_detect.training.train", interrupt)

@@ -351,6 +351,16 @@ def test_jpeg_cut_short_but_closed_by_an_end_marker_is_an_error(tmp_path: Path) 
             assert message.startswith(f"{path}: corrupt or truncated image (Corrupt JPEG data")
 
 
+def test_stray_header_bytes_do_not_hide_a_cut_further_on() -> None:
+    """libjpeg stops at its first warning; a harmless one must not mask a truncation."""
+    data = encode(noisy_rgb(256, 256), "JPEG", quality=90)
+    dht = data.index(b"\xff\xc4")
+    padded = data[:dht] + b"\x00\x00\x00" + data[dht:]
+    assert load_image(padded).size == (256, 256)  # stray bytes alone: an image
+    cut = padded[: len(padded) // 2] + b"\xff\xd9"
+    assert "corrupt or truncated image" in load_error(cut)
+
+
 def test_jpeg_with_a_mid_grey_border_is_an_image() -> None:
     """Slides, frames and letter-boxed photos end in rows of exactly (128, 128, 128); they are
     images, not truncated files (found by a new user: the loader once judged by pixel values)."""
@@ -516,6 +526,7 @@ def test_max_pixels_must_be_positive() -> None:
 def test_the_pixel_limit_can_be_raised_for_phone_photos(monkeypatch: pytest.MonkeyPatch) -> None:
     """48-200 MP phone photos were refused with no way to raise the limit; the header of a
     200 MP PNG stands in for one (nothing is decoded while the size is checked)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after
     header = png_header_only(14_142, 10_607)  # 150 MP
     assert "over the limit of 40000000" in load_error(header)
     monkeypatch.setenv(images.MAX_PIXELS_ENV, "250e6")
@@ -526,9 +537,12 @@ def test_the_pixel_limit_can_be_raised_for_phone_photos(monkeypatch: pytest.Monk
         assert "over the limit of 1000" in load_error(header)
     finally:
         images.set_max_pixels(None)
-    monkeypatch.setenv(images.MAX_PIXELS_ENV, "lots")
-    with pytest.raises(ValueError, match="DEEPFAKE_DETECT_MAX_PIXELS='lots'"):
-        load_image(header)
+    for bad in ("lots", "inf"):
+        monkeypatch.setenv(images.MAX_PIXELS_ENV, bad)
+        with pytest.raises(ValueError, match=f"DEEPFAKE_DETECT_MAX_PIXELS='{bad}'"):
+            load_image(header)
+    with pytest.raises(ValueError, match="positive whole number"):
+        images.set_max_pixels(0.5)
 
 
 @pytest.mark.parametrize("image_format", ["AVIF", "HEIF"])

@@ -466,3 +466,12 @@ def test_alarm_rates_count_each_class_with_wilson_intervals():
     assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(0, 0) is None
     only_real = alarm_rates(np.zeros(4, int), np.array([0.1, 0.2, 0.7, 0.3]), 0.5)
     assert only_real["false_alarm_rate"] == 0.25 and only_real["detection_rate"] is None
+
+
+def test_a_separable_validation_split_does_not_saturate_the_temperature():
+    """Perfectly separated validation logits push the fitted T towards 0; it stops at 0.25."""
+    from deepfake_detect.metrics import fit_temperature
+
+    labels = np.array([0] * 50 + [1] * 50)
+    logits = np.concatenate([np.linspace(-6, -1, 50), np.linspace(1, 6, 50)])
+    assert fit_temperature(labels, logits) == pytest.approx(0.25, rel=1e-3)

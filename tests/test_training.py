@@ -146,8 +146,14 @@ def test_evaluate_uses_the_recorded_test_split(trained_run, multi_source_data, t
     assert metrics["n_images"] == len(records)
     assert metrics["accuracy"] >= 0.85
     assert metrics["weights_sha256"] == detector.config.weights_sha256
-    for name in ("metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png"):
+    for name in ("metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png",
+                 "reliability.png"):  # fmt: skip
         assert (tmp_path / "eval" / name).stat().st_size > 0
+    assert metrics["figure_history"] is False
+    # the same images with the diffusion faces' history: scored, and scored differently
+    aged = evaluate(detector, records, tmp_path / "aged", history=True)
+    assert aged["n_images"] == len(records) and aged["figure_history"] is True
+    assert aged["loss"] != pytest.approx(metrics["loss"], abs=1e-6)
 
 
 def test_predict_scores_images_and_reports_bad_ones(trained_run, multi_source_data, tmp_path):

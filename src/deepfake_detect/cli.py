@@ -356,6 +356,14 @@ def evaluate(
     jpeg_quality: Annotated[
         int | None, typer.Option(help="Re-encode both classes as JPEG at this quality first.")
     ] = None,
+    figure_history: Annotated[
+        bool,
+        typer.Option(
+            "--figure-history",
+            help="Give every image the processing history of ../shared/fake-only's diffusion "
+            "faces first (real photos with the same history: their false alarms).",
+        ),
+    ] = False,
     label: Annotated[
         str | None,
         typer.Option(
@@ -389,7 +397,7 @@ def evaluate(
     records = evaluation_records(data, split, detector.model_dir, label=class_label)
     metrics = run_evaluation(
         detector, records, output, threshold=threshold, batch_size=batch_size,
-        jpeg_quality=jpeg_quality, progress=_progress(),
+        jpeg_quality=jpeg_quality, progress=_progress(), history=figure_history,
     )  # fmt: skip
     if quiet:
         return
@@ -534,12 +542,18 @@ def _is_usage_error(exc: Exception) -> bool:
     return isinstance(exc, kinds) and hasattr(exc, "format_message")
 
 
+def _is_abort(exc: Exception) -> bool:
+    import click
+
+    return isinstance(exc, (click.exceptions.Abort, getattr(typer, "Abort", click.Abort)))
+
+
 def _interrupted_note(args: list[str]) -> str:
     """What Ctrl-C left behind: outputs are written whole at the end, and a training run keeps
     every complete epoch."""
     command = next((a for a in args if not a.startswith("-")), None)  # global options are flags
     if command == "train":
-        return "the run keeps its last complete epoch: continue it with --resume"
+        return "a training run keeps every epoch it completed: continue it with --resume"
     return "nothing written"
 
 
@@ -548,8 +562,10 @@ def main() -> None:
     if len(sys.argv) <= 1:
         sys.argv.append("--help")  # no arguments: the help, and status 0
     try:
-        # standalone_mode=False: typer.Exit's code is returned instead of raised
-        code = app(standalone_mode=False, prog_name="deepfake-detect")
+        # standalone_mode=False: typer.Exit's code is returned instead of raised. The warning
+        # filters that --quiet sets are undone afterwards (the CLI may run in-process).
+        with warnings.catch_warnings():
+            code = app(standalone_mode=False, prog_name="deepfake-detect")
     except (DetectorError, ValueError, OSError) as exc:
         if os.environ.get("DEEPFAKE_DETECT_DEBUG"):
             raise
@@ -562,6 +578,9 @@ def main() -> None:
         typer.echo(f"interrupted; {_interrupted_note(sys.argv[1:])}", err=True)
         sys.exit(130)
     except Exception as exc:
+        if _is_abort(exc):  # how Typer before 0.2x and click report Ctrl-C
+            typer.echo(f"interrupted; {_interrupted_note(sys.argv[1:])}", err=True)
+            sys.exit(130)
         if not _is_usage_error(exc):
             raise
         typer.echo(f"error: {exc.format_message()} (see deepfake-detect --help)", err=True)

@@ -94,32 +94,42 @@ def recorded_split(
 
 
 def reencoded(
-    records: Sequence[ImageRecord], quality: int, scale: float = 1.0
-) -> Iterator[bytes | str]:
+    records: Sequence[ImageRecord], quality: int | None, scale: float = 1.0, history: bool = False
+) -> Iterator[bytes | str | Image.Image]:
     """Each image re-encoded as JPEG at one quality, so the file format carries no label;
-    with `scale`, first resized by that factor (bicubic), as if it had arrived at another size.
+    with `scale`, first resized by that factor (bicubic), as if it had arrived at another size;
+    with `history`, first put through `transforms.FigureHistory` (seeded by the image's index),
+    the processing the diffusion faces of ../shared/fake-only went through.
 
     An unreadable file is passed on as its path, for the detector to report its error.
     """
-    for record in records:
+    from deepfake_detect.transforms import FigureHistory, sample_rng
+
+    for index, record in enumerate(records):
         try:
             image = load_image(record.path)
         except ImageError:
             yield str(record.path)
             continue
+        if history:
+            image = FigureHistory()(image, sample_rng(0, 0, index))
         if scale != 1.0:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
             image = image.resize(size, Image.Resampling.BICUBIC)
+        if quality is None:
+            yield image
+            continue
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=quality)
         yield buffer.getvalue()
 
 
 def score_records(
-    detector: Detector, records, *, batch_size=32, jpeg_quality=None, scale=1.0, progress=False
+    detector: Detector, records, *, batch_size=32, jpeg_quality=None, scale=1.0, progress=False,
+    history=False,
 ):
     """Predictions for the records, in order; optionally after re-encoding them as JPEG (and
-    resizing them by `scale` first)."""
+    resizing them by `scale`, or giving them the diffusion faces' history, first)."""
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
         raise ValueError(f"JPEG quality must be within 1-100, got {jpeg_quality}")
     if not 0.1 <= scale <= 4.0:
@@ -128,8 +138,8 @@ def score_records(
         raise ValueError("a scale needs a JPEG quality to re-encode the resized images at")
     inputs = (
         [r.path for r in records]
-        if jpeg_quality is None
-        else reencoded(records, jpeg_quality, scale)
+        if jpeg_quality is None and not history
+        else reencoded(records, jpeg_quality, scale, history)
     )
     return detector.score(inputs, batch_size=batch_size, progress=progress)
 
@@ -143,15 +153,18 @@ def evaluate(
     batch_size: int = 32,
     jpeg_quality: int | None = None,
     progress: bool = False,
+    history: bool = False,
 ) -> dict[str, Any]:
     """Score every image of the split, then compute and write the metrics on all the scores.
 
-    With jpeg_quality, both classes are re-encoded to JPEG at that quality before scoring.
+    With jpeg_quality, both classes are re-encoded to JPEG at that quality before scoring; with
+    history, every image first gets the diffusion faces' processing history (`reencoded`).
     Metrics per source are added when the split holds several sources. `progress` shows a bar.
     """
     threshold = detector.threshold if threshold is None else check_threshold(threshold)
     predictions = score_records(
-        detector, records, batch_size=batch_size, jpeg_quality=jpeg_quality, progress=progress
+        detector, records, batch_size=batch_size, jpeg_quality=jpeg_quality, progress=progress,
+        history=history,
     )
     failed = [p for p in predictions if p.score is None]
     if failed:
@@ -169,6 +182,7 @@ def evaluate(
     metrics |= {
         **detector.info(),
         "jpeg_quality": jpeg_quality,
+        "figure_history": history,
         "failed": [p.error for p in failed],
     }
     write_report(Path(output_dir), metrics, labels, scores)

@@ -72,8 +72,10 @@ _DECODE_ERRORS = (
 # JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC...), and the one of them that loses no pixel.
 _JPEG_BROKEN = ("Corrupt JPEG data", "Premature end of JPEG file")
 _JPEG_HARMLESS = "extraneous bytes before marker"
+_JPEG_END_MARKER = "marker 0xd9"
 
 _max_pixels: int | None = None  # set_max_pixels; None: the environment's, else the default
+_ENV_AT_IMPORT = os.environ.get(MAX_PIXELS_ENV)
 
 _INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -160,6 +162,14 @@ def set_max_pixels(limit: int | None) -> None:
     default (`MAX_PIXELS_ENV` when set, else `MAX_IMAGE_PIXELS`)."""
     global _max_pixels
     _max_pixels = _check_limit(limit) if limit is not None else None
+    # Worker processes started by spawn or forkserver re-import this module: the environment
+    # carries the limit to them. None gives back what the environment held before.
+    if _max_pixels is not None:
+        os.environ[MAX_PIXELS_ENV] = str(_max_pixels)
+    elif _ENV_AT_IMPORT is None:
+        os.environ.pop(MAX_PIXELS_ENV, None)
+    else:
+        os.environ[MAX_PIXELS_ENV] = _ENV_AT_IMPORT
 
 
 def max_pixels_limit() -> int:
@@ -171,14 +181,14 @@ def max_pixels_limit() -> int:
         return MAX_IMAGE_PIXELS
     try:
         return _check_limit(int(float(raw)))
-    except ValueError:
+    except (ValueError, OverflowError):
         message = f"{MAX_PIXELS_ENV}={raw!r}: expected a positive number of pixels"
         raise ValueError(message) from None
 
 
 def _check_limit(limit: int) -> int:
-    if limit <= 0:
-        raise ValueError(f"max_pixels must be positive, got {limit}")
+    if isinstance(limit, bool) or int(limit) != limit or limit <= 0:
+        raise ValueError(f"max_pixels must be a positive whole number, got {limit}")
     return int(limit)
 
 
@@ -349,13 +359,45 @@ def check_jpeg_complete(name: str, data: bytes) -> None:
     """
     import simplejpeg
 
-    try:
-        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8)
-    except ValueError as exc:
-        reason = _reason(exc)
-        if _JPEG_HARMLESS in reason or not reason.startswith(_JPEG_BROKEN):
+    for attempt in range(2):
+        try:
+            simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8)
             return
-        raise ImageError(f"{name}: corrupt or truncated image ({reason})") from None
+        except ValueError as exc:
+            reason = _reason(exc)
+        if not reason.startswith(_JPEG_BROKEN):
+            return  # a warning that loses no pixel (an odd JFIF version, a bogus progression)
+        if _JPEG_HARMLESS not in reason:
+            break
+        if reason.endswith(_JPEG_END_MARKER):
+            return  # bytes after the last scan, before the end marker: nothing is lost
+        # Stray bytes between the header's segments: libjpeg stops at its first warning, so
+        # drop them and read again, or a cut further on would go unseen.
+        if attempt == 0:
+            data = _without_header_padding(data)
+    raise ImageError(f"{name}: corrupt or truncated image ({reason})")
+
+
+def _without_header_padding(data: bytes) -> bytes:
+    """The JPEG with the bytes that stand between its header segments (before the first scan)
+    removed, as libjpeg itself skips them."""
+    out = bytearray(data[:2])
+    i = 2
+    while i + 1 < len(data):
+        if data[i] != 0xFF or data[i + 1] == 0xFF:
+            i += 1  # a stray byte, or a fill byte before a marker
+            continue
+        marker = data[i + 1]
+        if marker == 0xDA:  # start of scan: the rest is entropy-coded data and later markers
+            return bytes(out + data[i:])
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            out += data[i : i + 2]
+            i += 2
+            continue
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        out += data[i:end]
+        i = end
+    return bytes(out)
 
 
 def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:

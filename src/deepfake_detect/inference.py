@@ -100,7 +100,9 @@ class Detector:
 
         with torch.inference_mode(), autocast(self.device):
             logits = self.net(to_device(torch.from_numpy(batch), self.device)).float()
-        return torch.sigmoid(logits / self.config.temperature).cpu().numpy().reshape(-1)
+        # float64: a calibrated logit divided by T < 1 must not saturate float32 at 0 or 1
+        scaled = logits.double() / self.config.temperature
+        return torch.sigmoid(scaled).cpu().numpy().reshape(-1)
 
     def score(
         self,

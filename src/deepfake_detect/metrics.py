@@ -96,7 +96,9 @@ def binary_cross_entropy(labels, scores, eps: float = 1e-7) -> float:
 CALIBRATION_BINS = 15
 """Equal-width bins of P(fake) for the expected calibration error and the reliability diagram."""
 
-_TEMPERATURE_RANGE = (0.05, 20.0)
+# A validation split the model separates (almost) perfectly drives the fitted temperature
+# towards 0, which saturates every score at 0 or 1 and loses the ranking: T stays >= 0.25.
+_TEMPERATURE_RANGE = (0.25, 20.0)
 
 
 def brier_score(labels, scores) -> float:
@@ -176,6 +178,8 @@ def fit_temperature(labels, logits) -> float:
     ranking, so ROC-AUC and the best balanced accuracy stay as they are.
 
     With one class only, or logits that are all zero, nothing can be fitted and 1.0 is returned.
+    T is kept within [0.25, 20]: below that, a (nearly) separable validation split would push
+    the scores of other images to exactly 0 or 1.
     """
     from scipy.optimize import minimize_scalar
 

@@ -79,7 +79,7 @@ CURVES_NAME = "curves.png"
 OPTIONS_NAME = "options.json"
 # Options that may differ when resuming: they change neither the data nor the arithmetic.
 RESUMABLE_CHANGES = frozenset(
-    {"resume", "progress", "workers", "device", "data", "fake_only", "output"}
+    {"resume", "progress", "workers", "device", "data", "fake_only", "output", "calibrate"}
 )
 SELECT_BY = ("loss", "auc")
 
@@ -368,11 +368,11 @@ def calibrate_on_validation(
     logits, labels = predict_logits(module, loader, device, "valid", progress)
     labels_np = labels.numpy().astype(int)
     temperature = fit_temperature(labels_np, logits.numpy()) if calibrate else 1.0
-    scores = torch.sigmoid(logits / temperature).numpy()
+    scores = torch.sigmoid(logits.double() / temperature).numpy()  # as Detector scores them
     threshold = choose_threshold(labels_np, scores)
     metrics = compute_metrics(labels_np, scores, threshold, n_bootstrap=200)
     if calibrate:
-        raw = torch.sigmoid(logits).numpy()
+        raw = torch.sigmoid(logits.double()).numpy()
         metrics["ece_before_calibration"] = expected_calibration_error(labels_np, raw)
     return temperature, threshold, metrics
 
