@@ -57,7 +57,8 @@ def test_ensemble_scores_are_the_mean_of_member_logits(members, ensemble_dir, mu
     ]
     ensemble = load_detector(ensemble_dir, device="cpu")
     scores = np.array([p.score for p in ensemble.score(images)])
-    expected = np.mean(member_logits, axis=0)
+    # the members' calibrated logits, averaged, then the ensemble's own validation temperature
+    expected = np.mean(member_logits, axis=0) / ensemble.config.temperature
     assert np.allclose(logit(scores), expected, atol=0.02)  # float16 weights, float32 compute
     assert np.abs(member_logits[0] - member_logits[1]).max() > 0.5  # two different models
     assert all(p.dtype == torch.float32 for p in ensemble.net.parameters())
