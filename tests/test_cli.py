@@ -151,6 +151,11 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
         (["evaluate", "--data", ".", "--output", "o", "--bogus", "x"], "No such option: --bogus"),
         (["predict", "x.jpg", "--threshold", "abc"], "Invalid value for '--threshold'"),
         (["audit", "--data"], "requires an argument"),
+        (["predict", "x.jpg", "--max-pixels", "0"], "--max-pixels must be a positive"),
+        (["predict", "x.jpg", "--output", "-", "--format", "xml"], "--format must be one of"),
+        (["evaluate", "--data", ".", "--output", "o", "--label", "both"], "--label must be"),
+        (["train", "--data", ".", "--output", "o", "--figure-history", "2"], "--figure-history"),
+        (["train", "--data", ".", "--output", "o", "--fake-only", "/nonexistent"], "/nonexistent"),
     ],
 )
 def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):

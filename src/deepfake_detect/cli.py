@@ -76,6 +76,8 @@ def _setup(quiet: bool, max_pixels: int | None = None) -> bool:
     if max_pixels is not None:
         from deepfake_detect.images import set_max_pixels
 
+        if max_pixels <= 0:
+            raise ValueError(f"--max-pixels must be a positive number of pixels, got {max_pixels}")
         set_max_pixels(max_pixels)
     return quiet
 
