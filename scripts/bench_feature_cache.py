@@ -13,7 +13,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from deepfake_detect.training import TrainOptions, train
+from deepfake_detect.training.options import TrainOptions
+from deepfake_detect.training.trainer import train
 
 
 def frozen_epoch_seconds(data: Path, run_dir: Path, cache: bool, args) -> dict[str, float]:

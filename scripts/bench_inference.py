@@ -29,7 +29,7 @@ def images_per_second(detector, inputs: list, batch_size: int, rounds: int) -> f
 
 def main(argv: list[str] | None = None) -> int:
     from deepfake_detect.errors import DetectorError
-    from deepfake_detect.inference import expand_paths, load_detector
+    from deepfake_detect.inference.detector import expand_paths, load_detector
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model_a", help="model folder (the new path)")

@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare(argv: list[str] | None) -> int:
-    from deepfake_detect.datasets import ImageRecord
-    from deepfake_detect.evaluation import score_records
-    from deepfake_detect.inference import BUNDLED_DIR, load_detector
-    from deepfake_detect.manifest import MANIFEST_NAME, read_manifest
+    from deepfake_detect.data.datasets import ImageRecord
+    from deepfake_detect.data.manifest import MANIFEST_NAME, read_manifest
+    from deepfake_detect.evaluation.runs import score_records
+    from deepfake_detect.inference.detector import BUNDLED_DIR, load_detector
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model_a")

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import torch
 
-from deepfake_detect.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_tensors, read_config
-from deepfake_detect.datasets import read_split_csv
-from deepfake_detect.ensemble import member_config, run_facts
-from deepfake_detect.inference import BUNDLED_DIR
-from deepfake_detect.manifest import MANIFEST_NAME, manifest_rows, write_manifest
+from deepfake_detect.data.datasets import read_split_csv
+from deepfake_detect.data.manifest import MANIFEST_NAME, manifest_rows, write_manifest
+from deepfake_detect.inference.detector import BUNDLED_DIR
+from deepfake_detect.models.checkpoint import load_tensors
+from deepfake_detect.models.config import CONFIG_NAME, WEIGHTS_NAME, read_config
+from deepfake_detect.models.ensemble import member_config
+from deepfake_detect.training.ensembling import run_facts
 
 LIMIT_BYTES = 25 * 1000 * 1000
 TEMPLATE = Path(__file__).with_name("MODEL_CARD.template.md")

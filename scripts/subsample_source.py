@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse_args(argv):
-    from deepfake_detect.manifest import MANIFEST_NAME
+    from deepfake_detect.data.manifest import MANIFEST_NAME
 
     default = Path(__file__).parents[1] / "src" / "deepfake_detect" / "bundled" / MANIFEST_NAME
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -59,9 +59,9 @@ def build_layout(
     data: Path, out: Path, source: str, keep: float, seed: int, manifest: Path
 ) -> dict[tuple[str, str], int]:
     """Write the layout; returns the kept image count of `source` per (split, label)."""
-    from deepfake_detect.datasets import LABEL_NAMES
+    from deepfake_detect.data.datasets import LABEL_NAMES
+    from deepfake_detect.data.manifest import file_sha256, read_manifest
     from deepfake_detect.errors import DataError
-    from deepfake_detect.manifest import file_sha256, read_manifest
 
     if not 0 < keep <= 1:
         raise ValueError(f"--keep must lie in (0, 1], got {keep}")

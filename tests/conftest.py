@@ -30,7 +30,7 @@ TINY = dict(
 
 def tiny_options(data: Path, output: Path, **changes):
     """Options of a tiny CPU training run (a few seconds) on a synthetic dataset."""
-    from deepfake_detect.training import TrainOptions
+    from deepfake_detect.training.options import TrainOptions
 
     return TrainOptions(data=[data], output=output, **{**TINY, **changes})
 

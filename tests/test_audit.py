@@ -1,4 +1,5 @@
-"""Tests for deepfake_detect.audit: facts, JPEG quality, hashes, duplicates, shortcuts, cache."""
+"""Tests for deepfake_detect.data.audit: facts, JPEG quality, hashes, duplicates, shortcuts,
+cache."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 from conftest import photo_like
 from PIL import Image
 
-from deepfake_detect import audit
-from deepfake_detect.audit import (
+from deepfake_detect.data import audit
+from deepfake_detect.data.audit import (
     AuditReport,
     apply_groups,
     audit_dataset,
@@ -29,7 +30,7 @@ from deepfake_detect.audit import (
     image_facts,
     perceptual_hash,
 )
-from deepfake_detect.datasets import ImageRecord, index_dataset, make_split
+from deepfake_detect.data.datasets import ImageRecord, index_dataset, make_split
 from deepfake_detect.errors import DataError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -168,7 +169,7 @@ def test_jpeg_quality_estimate_is_exact(quality):
 def test_jpeg_quality_in_zigzag_order():
     with Image.open(io.BytesIO(jpeg_bytes(photo_like(np.random.default_rng(3)), 75))) as image:
         natural = list(image.quantization[0])
-    zigzag = [natural[i] for i in audit._ZIGZAG]
+    zigzag = [natural[i] for i in audit.facts._ZIGZAG]
     assert estimate_jpeg_quality({0: zigzag}) == 75
 
 

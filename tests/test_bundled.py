@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 from deepfake_detect import load_detector
-from deepfake_detect.audit import cached_audit
-from deepfake_detect.datasets import index_dataset
-from deepfake_detect.images import load_image
-from deepfake_detect.inference import BUNDLED_DIR, bundled_model_dir
-from deepfake_detect.manifest import MANIFEST_NAME, read_manifest
+from deepfake_detect.data.audit import cached_audit
+from deepfake_detect.data.datasets import index_dataset
+from deepfake_detect.data.images import load_image
+from deepfake_detect.data.manifest import MANIFEST_NAME, read_manifest
+from deepfake_detect.inference.detector import BUNDLED_DIR, bundled_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

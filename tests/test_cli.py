@@ -160,7 +160,7 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
 )
 def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("deepfake_detect.inference.BUNDLED_DIR", tmp_path / "no-bundle")
+    monkeypatch.setattr("deepfake_detect.inference.detector.BUNDLED_DIR", tmp_path / "no-bundle")
     code, _, err = run_cli(args, capsys, monkeypatch)
     assert code == 2
     assert message in err

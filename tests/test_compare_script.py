@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import load_script
 
-from deepfake_detect.inference import BUNDLED_DIR
-from deepfake_detect.manifest import MANIFEST_NAME, read_manifest
+from deepfake_detect.data.manifest import MANIFEST_NAME, read_manifest
+from deepfake_detect.inference.detector import BUNDLED_DIR
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -77,8 +77,8 @@ def test_images_can_arrive_at_another_size_before_their_re_encoding(tmp_path):
 
     from PIL import Image
 
-    from deepfake_detect.datasets import ImageRecord
-    from deepfake_detect.evaluation import reencoded, score_records
+    from deepfake_detect.data.datasets import ImageRecord
+    from deepfake_detect.evaluation.runs import reencoded, score_records
 
     Image.new("RGB", (40, 20), (10, 200, 30)).save(tmp_path / "a.png")
     record = ImageRecord(tmp_path / "a.png", 0, "s", "g")

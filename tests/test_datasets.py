@@ -1,4 +1,4 @@
-"""Tests for deepfake_detect.datasets: layouts, errors, splitting, sampling, split CSVs."""
+"""Tests for deepfake_detect.data.datasets: layouts, errors, splitting, sampling, split CSVs."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from deepfake_detect import datasets
-from deepfake_detect.datasets import (
+from deepfake_detect.data import datasets
+from deepfake_detect.data.datasets import (
     CSV_COLUMNS,
     ImageRecord,
     check_groups,
@@ -125,7 +125,7 @@ def test_kaggle_root_missing_one_csv_indexes_that_split_from_its_folder(
 
 def test_folder_scans_take_every_image_suffix_and_name_what_they_skip(tmp_path: Path) -> None:
     """.jfif (JPEG) files and images without an extension were skipped with no word."""
-    from deepfake_detect.datasets import scan_folder
+    from deepfake_detect.data.datasets import scan_folder
 
     folder = tmp_path / "photos"
     for name in ("a.jpg", "b.JFIF", "c.jpe", "d.heic", "e.avif"):

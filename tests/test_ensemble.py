@@ -14,13 +14,13 @@ import torch
 from conftest import load_script, synthetic_image, tiny_options
 from safetensors.torch import load_file
 
-from deepfake_detect.checkpoint import read_config
-from deepfake_detect.datasets import read_split_csv
-from deepfake_detect.ensemble import build_ensemble
+from deepfake_detect.data.datasets import read_split_csv
+from deepfake_detect.data.prepare import evaluation_records
 from deepfake_detect.errors import DataError, ModelError
-from deepfake_detect.evaluation import evaluation_records
-from deepfake_detect.inference import load_detector
-from deepfake_detect.training import train
+from deepfake_detect.inference.detector import load_detector
+from deepfake_detect.models.config import read_config
+from deepfake_detect.training.ensembling import build_ensemble
+from deepfake_detect.training.trainer import train
 
 FAST = dict(frozen_epochs=2, finetune_epochs=1, reencode="jpeg:60-95")
 
@@ -182,7 +182,7 @@ def test_inference_benchmark_prints_both_rates_and_their_ratio(
 def test_export_script_bundles_a_combined_model_with_its_card(
     folder, words, request, multi_source_data, tmp_path, monkeypatch
 ):
-    from deepfake_detect.evaluation import evaluate
+    from deepfake_detect.evaluation.runs import evaluate
 
     model_dir = request.getfixturevalue(folder)
     runs = [Path(run) for run in read_config(model_dir).training["members"]]
@@ -207,9 +207,9 @@ def test_export_script_bundles_a_combined_model_with_its_card(
 @pytest.mark.parametrize("folder", ["ensemble_dir", "soup_dir"])
 def test_threshold_and_metrics_are_those_of_the_stored_model(folder, request, members):
     """Chosen with the float16-rounded weights, on validation re-encoded as in training."""
-    from deepfake_detect.datasets import select
-    from deepfake_detect.training import calibrate_on_validation, validation_transform
-    from deepfake_detect.transforms import EvalTransform, reencode_steps
+    from deepfake_detect.data.datasets import select
+    from deepfake_detect.data.transforms import EvalTransform, reencode_steps, validation_transform
+    from deepfake_detect.evaluation.scoring import calibrate_on_validation
 
     model_dir = request.getfixturevalue(folder)
     detector = load_detector(model_dir, device="cpu")
@@ -230,7 +230,7 @@ def test_threshold_and_metrics_are_those_of_the_stored_model(folder, request, me
 
 
 def test_a_failed_write_leaves_no_output(members, tmp_path, monkeypatch):
-    import deepfake_detect.ensemble as ensemble
+    import deepfake_detect.training.ensembling as ensemble
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -316,7 +316,7 @@ def test_weight_average_is_one_network_with_the_mean_weights(siblings, multi_sou
 
 
 def test_weight_average_refuses_other_networks_and_combines(members, siblings, tmp_path):
-    from deepfake_detect.ensemble import average_weights
+    from deepfake_detect.models.ensemble import average_weights
 
     out = tmp_path / "out"
     with pytest.raises(ModelError, match="only the same architecture can be averaged"):

@@ -7,7 +7,7 @@ import torch
 from conftest import load_script
 from safetensors.torch import save_file
 
-from deepfake_detect.checkpoint import ModelConfig
+from deepfake_detect.models.config import ModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from deepfake_detect import images
-from deepfake_detect.errors import ImageError
-from deepfake_detect.images import (
+from deepfake_detect.data import images
+from deepfake_detect.data.images import (
     MAX_IMAGE_PIXELS,
     SNIFF_BYTES,
     SUPPORTED_FORMATS,
@@ -25,6 +24,7 @@ from deepfake_detect.images import (
     sniff_format,
     to_tensor_array,
 )
+from deepfake_detect.errors import ImageError
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)

@@ -1,4 +1,4 @@
-"""Tests for deepfake_detect.metrics and deepfake_detect.plots against hand-computed values."""
+"""Tests for deepfake_detect.evaluation.metrics and .plots against hand-computed values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from deepfake_detect.metrics import (
+from deepfake_detect.evaluation.metrics import (
     CLASS_NAMES,
     binary_cross_entropy,
     bootstrap_intervals,
@@ -20,7 +20,7 @@ from deepfake_detect.metrics import (
     format_summary_table,
     tpr_at_fpr,
 )
-from deepfake_detect.plots import plot_confusion_matrix, plot_roc, plot_training_curves
+from deepfake_detect.evaluation.plots import plot_confusion_matrix, plot_roc, plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -399,7 +399,11 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
 
 def test_temperature_scaling_calibrates_an_over_confident_model():
     """A toy model whose logits are 4x the true log-odds: confident and badly calibrated."""
-    from deepfake_detect.metrics import brier_score, expected_calibration_error, fit_temperature
+    from deepfake_detect.evaluation.metrics import (
+        brier_score,
+        expected_calibration_error,
+        fit_temperature,
+    )
 
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 1.5, 20_000)
@@ -423,7 +427,11 @@ def test_temperature_scaling_calibrates_an_over_confident_model():
 
 
 def test_calibration_error_and_brier_on_known_cases():
-    from deepfake_detect.metrics import brier_score, expected_calibration_error, reliability_bins
+    from deepfake_detect.evaluation.metrics import (
+        brier_score,
+        expected_calibration_error,
+        reliability_bins,
+    )
 
     labels = np.array([0, 0, 1, 1])
     assert expected_calibration_error(labels, np.array([0.0, 0.0, 1.0, 1.0])) == 0.0
@@ -437,7 +445,7 @@ def test_calibration_error_and_brier_on_known_cases():
 
 
 def test_fit_temperature_with_one_class_or_no_signal_is_one():
-    from deepfake_detect.metrics import fit_temperature
+    from deepfake_detect.evaluation.metrics import fit_temperature
 
     assert fit_temperature([1, 1, 1], [2.0, 3.0, 1.0]) == 1.0
     assert fit_temperature([0, 1], [0.0, 0.0]) == 1.0
@@ -446,7 +454,7 @@ def test_fit_temperature_with_one_class_or_no_signal_is_one():
 
 
 def test_reliability_diagram_is_written(tmp_path):
-    from deepfake_detect.plots import plot_reliability
+    from deepfake_detect.evaluation.plots import plot_reliability
 
     rng = np.random.default_rng(1)
     plot_reliability(rng.integers(0, 2, 200), rng.random(200), tmp_path / "reliability.png")
@@ -454,7 +462,7 @@ def test_reliability_diagram_is_written(tmp_path):
 
 
 def test_alarm_rates_count_each_class_with_wilson_intervals():
-    from deepfake_detect.metrics import alarm_rates, wilson_interval
+    from deepfake_detect.evaluation.metrics import alarm_rates, wilson_interval
 
     labels = np.array([0] * 100 + [1] * 10)
     scores = np.array([0.9] * 5 + [0.1] * 95 + [0.9] * 8 + [0.1] * 2)
@@ -470,7 +478,7 @@ def test_alarm_rates_count_each_class_with_wilson_intervals():
 
 def test_a_separable_validation_split_does_not_saturate_the_temperature():
     """Perfectly separated validation logits push the fitted T towards 0; it stops at 0.25."""
-    from deepfake_detect.metrics import fit_temperature
+    from deepfake_detect.evaluation.metrics import fit_temperature
 
     labels = np.array([0] * 50 + [1] * 50)
     logits = np.concatenate([np.linspace(-6, -1, 50), np.linspace(1, 6, 50)])

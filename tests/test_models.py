@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from deepfake_detect.errors import ModelError
-from deepfake_detect.models import (
+from deepfake_detect.models.networks import (
     build_model,
     create_backbone,
     lite_package_weights,
@@ -69,8 +69,8 @@ def test_stem_stride_one_keeps_weights_and_doubles_the_feature_maps():
 
 
 def test_stem_stride_is_rebuilt_from_the_config():
-    from deepfake_detect.checkpoint import ModelConfig
-    from deepfake_detect.models import model_from_config
+    from deepfake_detect.models.config import ModelConfig
+    from deepfake_detect.models.loading import model_from_config
 
     trained = build_model("test_efficientnet", "linear", stem_stride=1)
     config = ModelConfig(backbone="test_efficientnet", head="linear", stem_stride=1)
@@ -109,7 +109,7 @@ def test_a_failed_weight_download_names_the_backbones_that_work_offline(monkeypa
     """The default legacy_xception fails offline; the error says what does work."""
     import timm
 
-    from deepfake_detect.models import create_backbone
+    from deepfake_detect.models.networks import create_backbone
 
     def offline(*args, **kwargs):
         raise OSError("Temporary failure in name resolution")

@@ -5,8 +5,8 @@ import random
 import pytest
 from conftest import load_script, write_class_folders
 
-from deepfake_detect.datasets import index_dataset, make_split
-from deepfake_detect.manifest import manifest_rows, write_manifest
+from deepfake_detect.data.datasets import index_dataset, make_split
+from deepfake_detect.data.manifest import manifest_rows, write_manifest
 
 
 @pytest.fixture(scope="module")

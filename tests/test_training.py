@@ -16,13 +16,14 @@ import torch
 from conftest import tiny_options
 from safetensors.torch import load_file
 
-from deepfake_detect.checkpoint import read_config
-from deepfake_detect.datasets import read_split_csv
+from deepfake_detect.data.datasets import read_split_csv
+from deepfake_detect.data.prepare import evaluation_records
 from deepfake_detect.errors import DataError, ModelError
-from deepfake_detect.evaluation import evaluate, evaluation_records
-from deepfake_detect.inference import load_detector
-from deepfake_detect.models import build_model
-from deepfake_detect.training import Trainer, train
+from deepfake_detect.evaluation.runs import evaluate
+from deepfake_detect.inference.detector import load_detector
+from deepfake_detect.models.config import read_config
+from deepfake_detect.models.networks import build_model
+from deepfake_detect.training.trainer import Trainer, train
 
 
 @pytest.fixture(scope="module")
@@ -201,14 +202,14 @@ def test_a_config_of_wrong_types_is_a_model_error_naming_the_field(trained_run, 
 def test_a_new_run_that_fails_to_start_leaves_nothing(multi_source_data, tmp_path, monkeypatch):
     """A failure while the run folder is being set up takes the folder away again, so the same
     command can simply be run again (not refused as a used folder)."""
-    import deepfake_detect.training as training
+    import deepfake_detect.training.run_state as run_state
 
     def disk_full(path, data):
         raise OSError(28, "No space left on device", str(path))
 
     options = tiny_options(multi_source_data, tmp_path / "runs" / "new", finetune_epochs=0)
     with monkeypatch.context() as patched:
-        patched.setattr(training, "atomic_write_json", disk_full)
+        patched.setattr(run_state, "atomic_write_json", disk_full)
         with pytest.raises(OSError, match="No space left"):
             train(options)
     assert list((tmp_path / "runs").iterdir()) == []
@@ -285,7 +286,7 @@ def test_train_keeps_near_duplicates_on_one_side_of_the_split(tmp_path):
     import numpy as np
     from conftest import photo_like, write_class_folders
 
-    from deepfake_detect.training import prepare_records
+    from deepfake_detect.data.prepare import prepare_dataset
 
     data = tmp_path / "data"
     write_class_folders(data / "alpha", 30, seed=4)
@@ -296,7 +297,7 @@ def test_train_keeps_near_duplicates_on_one_side_of_the_split(tmp_path):
         image.save(data / "alpha" / "real" / f"real{i:03d}.png")
         image.resize((48, 48)).save(data / "beta" / "real" / f"real{i:03d}.jpg", quality=90)
     options = tiny_options(data, tmp_path / "run", valid_fraction=0.3, test_fraction=0.3)
-    made = prepare_records(options, tmp_path / "split.csv")["made"]
+    made = prepare_dataset(options.data_spec(), tmp_path / "split.csv").made
     side = {r.path.relative_to(data).as_posix(): r.split for r in made}
     pairs = [(f"alpha/real/real{i:03d}.png", f"beta/real/real{i:03d}.jpg") for i in range(10)]
     assert all(side[a] == side[b] for a, b in pairs)
@@ -343,7 +344,7 @@ def test_stochastic_depth_acts_only_while_fine_tuning(multi_source_data, tmp_pat
 
 
 def test_stratified_sampler_gives_every_stratum_an_equal_share():
-    from deepfake_detect.training import StratifiedSampler
+    from deepfake_detect.training.loop import StratifiedSampler
 
     keys = ["small"] * 6 + ["large"] * 30  # 36 draws: 18 each
     draws = list(StratifiedSampler(keys, torch.Generator().manual_seed(0)))
@@ -361,7 +362,7 @@ def test_stratified_sampler_gives_every_stratum_an_equal_share():
 def test_balance_sources_feeds_each_source_and_class_equally(
     multi_source_data, tmp_path, monkeypatch, cache_copies
 ):
-    from deepfake_detect import training
+    from deepfake_detect.training import trainer as training
 
     epochs: list[tuple] = []  # (keys, drawn indices, dataset) of each balanced epoch
 
@@ -421,11 +422,11 @@ def test_resume_accepts_a_run_from_before_an_option_existed(multi_source_data, t
 
 def test_split_seed_holds_the_split_while_the_seed_changes(multi_source_data, tmp_path):
     """Ensemble members need other seeds on one split: --split-seed fixes the split alone."""
-    from deepfake_detect.training import prepare_records
+    from deepfake_detect.data.prepare import prepare_dataset
 
     def split_of(**kwargs):
         options = tiny_options(multi_source_data, tmp_path / "run", audit=False, **kwargs)
-        made = prepare_records(options, tmp_path / "no-split.csv")["made"]
+        made = prepare_dataset(options.data_spec(), tmp_path / "no-split.csv").made
         return {(r.path, r.split) for r in made}
 
     first = split_of(seed=0)
@@ -439,7 +440,7 @@ def test_split_seed_holds_the_split_while_the_seed_changes(multi_source_data, tm
 def test_resume_takes_a_split_seed_equal_to_the_seed_as_no_change(multi_source_data, tmp_path):
     """--split-seed 0 on a run started with --seed 0 asks for the split it already has."""
     from deepfake_detect.errors import DataError
-    from deepfake_detect.training import check_same_options
+    from deepfake_detect.training.options import check_same_options
 
     stored = tmp_path / "options.json"
     stored.write_text(json.dumps(tiny_options(multi_source_data, tmp_path / "run").to_json()))
@@ -457,12 +458,11 @@ def test_split_manifest_keeps_held_out_images_held_out_when_the_data_grows(
 
     from conftest import write_class_folders
 
-    from deepfake_detect.manifest import manifest_rows, write_manifest
-    from deepfake_detect.training import prepare_records
+    from deepfake_detect.data.manifest import manifest_rows, write_manifest
+    from deepfake_detect.data.prepare import prepare_dataset
 
-    old = prepare_records(
-        tiny_options(multi_source_data, tmp_path / "run", audit=False), tmp_path / "none.csv"
-    )["made"]
+    spec = tiny_options(multi_source_data, tmp_path / "run", audit=False).data_spec()
+    old = prepare_dataset(spec, tmp_path / "none.csv").made
     manifest = tmp_path / "split_manifest.csv"
     write_manifest(manifest_rows(old, multi_source_data), manifest)
 
@@ -470,7 +470,7 @@ def test_split_manifest_keeps_held_out_images_held_out_when_the_data_grows(
     shutil.copytree(multi_source_data, grown)
     write_class_folders(grown / "gamma", 30, seed=3)
     options = tiny_options(grown, tmp_path / "run", audit=False, split_manifest=manifest, seed=5)
-    made = prepare_records(options, tmp_path / "none.csv")["made"]
+    made = prepare_dataset(options.data_spec(), tmp_path / "none.csv").made
 
     split_of = {(r.source, r.path.name): r.split for r in made}
     assert all(split_of[r.source, r.path.name] == r.split for r in old)
@@ -480,8 +480,8 @@ def test_split_manifest_keeps_held_out_images_held_out_when_the_data_grows(
 
 
 def test_split_manifest_with_other_labels_or_no_match_is_refused(multi_source_data, tmp_path):
-    from deepfake_detect.datasets import index_dataset
-    from deepfake_detect.manifest import apply_manifest_splits, manifest_rows
+    from deepfake_detect.data.datasets import index_dataset
+    from deepfake_detect.data.manifest import apply_manifest_splits, manifest_rows
 
     records = index_dataset([multi_source_data])
     rows = manifest_rows([replace_split(r, "test") for r in records[:3]], multi_source_data)
@@ -534,7 +534,7 @@ def test_fake_only_folders_join_the_split_as_their_own_source(multi_source_data,
     """Diffusion faces come without real photos: a source of fakes only, split like any other."""
     from conftest import synthetic_image
 
-    from deepfake_detect.training import prepare_records
+    from deepfake_detect.data.prepare import prepare_dataset
 
     rng = np__random(7)
     diffusion = tmp_path / "diffusion-faces"
@@ -542,7 +542,7 @@ def test_fake_only_folders_join_the_split_as_their_own_source(multi_source_data,
     for i in range(30):
         synthetic_image(rng, True).save(diffusion / f"SDXL_{i:04d}.jpg", "JPEG", quality=75)
     options = tiny_options(multi_source_data, tmp_path / "run", audit=False, fake_only=[diffusion])
-    made = prepare_records(options, tmp_path / "none.csv")["made"]
+    made = prepare_dataset(options.data_spec(), tmp_path / "none.csv").made
     ours = [r for r in made if r.source == "diffusion-faces"]
     assert len(ours) == 30 and {r.label for r in ours} == {1}
     assert {r.split for r in ours} == {"train", "valid", "test"}
@@ -551,8 +551,10 @@ def test_fake_only_folders_join_the_split_as_their_own_source(multi_source_data,
     clash.mkdir()
     (diffusion / "SDXL_0000.jpg").rename(clash / "x.jpg")
     with pytest.raises(DataError, match="a source named 'alpha' exists already"):
-        prepare_records(
-            tiny_options(multi_source_data, tmp_path / "run", audit=False, fake_only=[clash]),
+        prepare_dataset(
+            tiny_options(
+                multi_source_data, tmp_path / "run", audit=False, fake_only=[clash]
+            ).data_spec(),
             tmp_path / "none.csv",
         )
 
@@ -561,3 +563,30 @@ def np__random(seed):
     import numpy as np
 
     return np.random.default_rng(seed)
+
+
+def test_source_train_size_thins_one_source_and_keeps_the_split(multi_source_data, tmp_path):
+    """The points of a learning curve: fewer training images of one source, the same split."""
+    from deepfake_detect.data.prepare import prepare_dataset
+
+    def splits(**changes):
+        options = tiny_options(multi_source_data, tmp_path / "run", audit=False, **changes)
+        return prepare_dataset(options.data_spec())
+
+    full = splits()
+    for n in (10, 0):
+        thin = splits(source_train_size=[f"alpha={n}"])
+        assert {r.path for r in thin.valid} == {r.path for r in full.valid}
+        assert [r for r in thin.train if r.source == "beta"] == [
+            r for r in full.train if r.source == "beta"
+        ]
+        alpha = [r for r in thin.train if r.source == "alpha"]
+        assert len(alpha) == n and sum(r.label for r in alpha) == n // 2
+        assert {r.path for r in alpha} <= {r.path for r in full.train}
+    with pytest.raises(DataError, match="no training images of that source"):
+        splits(source_train_size=["gamma=4"])
+    for bad in ("alpha", "alpha=-1", "=3", "alpha=x"):
+        with pytest.raises(ValueError, match="SOURCE=N"):
+            tiny_options(multi_source_data, tmp_path / "run", source_train_size=[bad])
+    with pytest.raises(ValueError, match="given twice"):
+        tiny_options(multi_source_data, tmp_path / "run", source_train_size=["alpha=2", "alpha=4"])

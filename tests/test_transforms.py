@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepfake_detect.checkpoint import ModelConfig
-from deepfake_detect.transforms import (
+from deepfake_detect.data.transforms import (
     EvalTransform,
     RandomAffine,
     RandomCrop,
@@ -21,6 +20,7 @@ from deepfake_detect.transforms import (
     reencode_steps,
     sample_rng,
 )
+from deepfake_detect.models.config import ModelConfig
 
 CONFIG = ModelConfig(backbone="test_efficientnet", image_size=32)
 
@@ -113,7 +113,8 @@ def test_bad_reencode_specs_are_refused(reencode, jitter):
 
 def test_package_and_cli_import_torch_lazily():
     code = (
-        "import deepfake_detect.cli, deepfake_detect.inference, deepfake_detect.transforms, sys; "
+        "import deepfake_detect, deepfake_detect.cli, deepfake_detect.inference, sys; "
+        "import deepfake_detect.data.transforms, deepfake_detect.models.config; "
     )
     code += "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -121,7 +122,7 @@ def test_package_and_cli_import_torch_lazily():
 
 
 def test_robust_augmentation_is_seeded_and_changes_images_as_sharing_does():
-    from deepfake_detect.transforms import robust_steps
+    from deepfake_detect.data.transforms import robust_steps
 
     transform = build_train_transform(CONFIG, "robust")
     image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (48, 40, 3), np.uint8))
@@ -137,7 +138,7 @@ def test_robust_augmentation_is_seeded_and_changes_images_as_sharing_does():
 
 
 def test_figure_history_ends_at_384_px_as_the_diffusion_faces_do():
-    from deepfake_detect.transforms import FigureHistory, RandomApply
+    from deepfake_detect.data.transforms import FigureHistory, RandomApply
 
     image = Image.fromarray(np.random.default_rng(4).integers(0, 256, (256, 256, 3), np.uint8))
     out = FigureHistory()(image, sample_rng(0, 1, 0))

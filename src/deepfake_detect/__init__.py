@@ -11,7 +11,8 @@ torch is imported only when a model is loaded, so `import deepfake_detect` stays
 
 from typing import Any
 
-__version__ = "0.1.0"
+from deepfake_detect.version import __version__
+
 __all__ = ["Detector", "Prediction", "load_detector", "__version__"]
 
 

@@ -1,4 +1,5 @@
-"""Several trained detectors as one, with one validation-chosen threshold.
+"""Building an ensemble: several trained runs as one model folder, with one temperature and
+threshold chosen on their shared validation split.
 
 Members trained on the same split with different recipes make different mistakes (one model may be
 strong on one source and weak on another); averaging their logits keeps what each does well. The
@@ -24,16 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepfake_detect.checkpoint import (
-    CONFIG_NAME,
-    ENSEMBLE_FORMAT_VERSION,
-    WEIGHTS_NAME,
-    ModelConfig,
-    load_model_weights,
-    read_config,
-    save_model,
-)
-from deepfake_detect.datasets import (
+from deepfake_detect.data.datasets import (
     SPLIT_NAME,
     ImageRecord,
     index_dataset,
@@ -41,88 +33,32 @@ from deepfake_detect.datasets import (
     select,
     write_split_csv,
 )
+from deepfake_detect.data.prepare import check_images
+from deepfake_detect.data.transforms import reencode_steps, validation_transform
+from deepfake_detect.devices import resolve_device
 from deepfake_detect.errors import DataError, ModelError
-
-ENSEMBLE_BACKBONE = "ensemble"
-# What every member must share: the ensemble preprocesses each image once for all of them.
-SHARED_FIELDS = ("image_size", "mean", "std", "interpolation")
-MEMBER_FIELDS = ("name", "backbone", "head", "stem_stride", "temperature", "weights_sha256")
-NETWORK_FIELDS = ("backbone", "head", "stem_stride")
-COMBINES = ("logits", "weights")
-
-
-class EnsembleNet(nn.Module):
-    """Member detectors on the same input; the output is the mean of their (tempered) logits."""
-
-    def __init__(self, members: Sequence[nn.Module], temperatures: Sequence[float]) -> None:
-        super().__init__()
-        if len(members) != len(temperatures) or len(members) < 2:
-            raise ValueError("an ensemble needs two or more members, each with a temperature")
-        self.members = nn.ModuleList(members)
-        self.temperatures = tuple(float(t) for t in temperatures)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = [m(x) / t for m, t in zip(self.members, self.temperatures, strict=True)]
-        return torch.stack(logits).mean(0)
-
-
-def member_config(ensemble: ModelConfig, member: dict[str, Any]) -> ModelConfig:
-    """A member's own config: the ensemble's preprocessing with the member's network."""
-    shared = {name: getattr(ensemble, name) for name in SHARED_FIELDS}
-    fields = {k: member[k] for k in MEMBER_FIELDS if k in member}
-    extra = {"training": member.get("training", {}), "metrics": member.get("metrics", {})}
-    return ModelConfig(**shared, **fields, **extra)
-
-
-def check_members(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> None:
-    if len(configs) < 2:
-        raise ModelError("an ensemble needs at least two --model folders")
-    seen: dict[str, Path] = {}  # weights hash -> member
-    for config, path in zip(configs, dirs, strict=True):
-        if config.members:
-            raise ModelError(f"{path}: is an ensemble itself; give its members instead")
-        key = config.weights_sha256 or str(path.resolve())
-        if key in seen:
-            raise ModelError(f"{path}: the same model as {seen[key]}; give different members")
-        seen[key] = path
-        reencode, first = config.training.get("reencode"), configs[0].training.get("reencode")
-        if reencode != first:
-            raise ModelError(
-                f"{path}: trained with --reencode {reencode}, {dirs[0]} with {first}: the "
-                "threshold is chosen on validation images re-encoded as in training"
-            )
-        for name in SHARED_FIELDS:
-            if getattr(config, name) != getattr(configs[0], name):
-                raise ModelError(
-                    f"{path}: {name} {getattr(config, name)} differs from {dirs[0]}'s "
-                    f"{getattr(configs[0], name)}: members must preprocess images the same way"
-                )
-
-
-def check_same_network(configs: Sequence[ModelConfig], dirs: Sequence[Path]) -> None:
-    ours = tuple(getattr(configs[0], f) for f in NETWORK_FIELDS)
-    for config, path in zip(configs, dirs, strict=True):
-        theirs = tuple(getattr(config, f) for f in NETWORK_FIELDS)
-        if theirs != ours:
-            raise ModelError(
-                f"{path}: network {theirs} differs from {dirs[0]}'s {ours}: only the same "
-                "architecture can be averaged"
-            )
-
-
-def average_weights(
-    states: Sequence[dict[str, torch.Tensor]], dirs: Sequence[Path]
-) -> dict[str, torch.Tensor]:
-    """Element-wise mean of same-shaped state dicts, in float32 (integer buffers: the first's)."""
-    first = states[0]
-    for state, path in zip(states[1:], dirs[1:], strict=True):
-        if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
-            raise ModelError(f"{path}: its weights do not have {dirs[0]}'s names and shapes")
-    return {
-        key: torch.stack([s[key].float() for s in states]).mean(0)
-        if first[key].is_floating_point() else first[key]
-        for key in first
-    }  # fmt: skip
+from deepfake_detect.evaluation.scoring import calibrate_on_validation
+from deepfake_detect.inference.detector import resolve_model
+from deepfake_detect.models.checkpoint import load_model_weights, save_model
+from deepfake_detect.models.config import (
+    CONFIG_NAME,
+    ENSEMBLE_FORMAT_VERSION,
+    WEIGHTS_NAME,
+    ModelConfig,
+    read_config,
+)
+from deepfake_detect.models.ensemble import (
+    COMBINES,
+    ENSEMBLE_BACKBONE,
+    MEMBER_FIELDS,
+    NETWORK_FIELDS,
+    SHARED_FIELDS,
+    EnsembleNet,
+    average_weights,
+    check_members,
+    check_same_network,
+)
+from deepfake_detect.models.loading import model_from_config
 
 
 def recorded_split(path: Path, config: ModelConfig) -> list[ImageRecord]:
@@ -201,12 +137,6 @@ def build_ensemble(
     computed in float32 when loaded). combine="weights" averages the members' weights into one
     network of their common architecture (see the module's docstring).
     """
-    from deepfake_detect.devices import resolve_device
-    from deepfake_detect.inference import resolve_model
-    from deepfake_detect.models import model_from_config
-    from deepfake_detect.training import calibrate_on_validation, check_images, validation_transform
-    from deepfake_detect.transforms import reencode_steps
-
     if batch_size < 1 or workers < 0:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
     if combine not in COMBINES:
@@ -222,6 +152,25 @@ def build_ensemble(
     valid = select(split, "valid")
     check_images(valid, progress)  # a bad file stops here, with its path, not in a worker
     torch_device = resolve_device(device)
+    net, config = combined_network(configs, dirs, combine, output.resolve().name)
+    net = net.to(torch_device).eval()
+    state = stored_weights(net, half)
+    first = configs[0]
+    transform = validation_transform(first, reencode_steps(first.training.get("reencode")))
+    config.temperature, config.threshold, config.metrics = calibrate_on_validation(
+        net, valid, transform, seed=int(first.training.get("seed", 0)), batch_size=batch_size,
+        workers=workers, device=torch_device, progress=progress,
+    )  # fmt: skip
+    config.metrics["selected_by"] = "each member's own validation choice"
+    write_model_folder(output, split, state, config)
+    return config
+
+
+def combined_network(
+    configs: Sequence[ModelConfig], dirs: Sequence[Path], combine: str, name: str
+) -> tuple[nn.Module, ModelConfig]:
+    """The members as one network (their mean logit, or their mean weights) and its config,
+    still without temperature, threshold or metrics."""
     pairs = list(zip(configs, dirs, strict=True))
     first = configs[0]
     described = [
@@ -235,8 +184,8 @@ def build_ensemble(
         for c, d in pairs
     ]
     common = {
-        **{name: getattr(first, name) for name in SHARED_FIELDS},
-        "name": output.resolve().name,
+        **{field: getattr(first, field) for field in SHARED_FIELDS},
+        "name": name,
         "version": time.strftime("%Y.%m.%d", time.gmtime()),
     }
     training = {
@@ -253,34 +202,40 @@ def build_ensemble(
                       "averaged": described, "reencode": first.training.get("reencode"),
                       "seed": first.training.get("seed", 0)},
         )  # fmt: skip
-        net = model_from_config(config, state).to(torch_device).eval()
-    else:
-        members = [model_from_config(c, load_model_weights(d, c)) for c, d in pairs]
-        net = EnsembleNet(members, [c.temperature for c in configs]).to(torch_device).eval()
-        config = ModelConfig(
-            backbone=ENSEMBLE_BACKBONE,
-            head="mean-logit",
-            **common,
-            training={"combine": "mean of the members' logits", **training},
-            members=described,
-            format_version=ENSEMBLE_FORMAT_VERSION,
-        )
+        return model_from_config(config, state), config
+    members = [model_from_config(c, load_model_weights(d, c)) for c, d in pairs]
+    config = ModelConfig(
+        backbone=ENSEMBLE_BACKBONE,
+        head="mean-logit",
+        **common,
+        training={"combine": "mean of the members' logits", **training},
+        members=described,
+        format_version=ENSEMBLE_FORMAT_VERSION,
+    )
+    return EnsembleNet(members, [c.temperature for c in configs]), config
+
+
+def stored_weights(net: nn.Module, half: bool) -> dict[str, torch.Tensor]:
+    """The weights as they will be stored; rounded to float16 with half=True and loaded back
+    into net, so that the threshold is chosen for the stored model."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    if half:  # round the weights first, so the threshold is chosen for the stored model
+    if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
             raise ModelError("a weight does not fit in float16: pass --float32")
         net.load_state_dict(state)
-    transform = validation_transform(first, reencode_steps(first.training.get("reencode")))
-    config.temperature, config.threshold, config.metrics = calibrate_on_validation(
-        net, valid, transform, seed=int(first.training.get("seed", 0)), batch_size=batch_size,
-        workers=workers, device=torch_device, progress=progress,
-    )  # fmt: skip
-    config.metrics["selected_by"] = "each member's own validation choice"
+    return state
+
+
+def write_model_folder(
+    output: Path, split: list[ImageRecord], state: dict[str, torch.Tensor], config: ModelConfig
+) -> None:
+    """The split first, then the weights and config.json (a folder with a config.json is a
+    finished model); a failure takes away what was written."""
     check_output(output)  # again: minutes have passed
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
-    try:  # the split first: a folder with a config.json is a finished model
+    try:
         write_split_csv(split, output / SPLIT_NAME)
         save_model(output, state, config)
     except BaseException:
@@ -289,4 +244,3 @@ def build_ensemble(
         if created:
             output.rmdir()
         raise
-    return config

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from deepfake_detect.metrics import (
+from deepfake_detect.evaluation.metrics import (
     CALIBRATION_BINS,
     CLASS_NAMES,
     _has_both_classes,

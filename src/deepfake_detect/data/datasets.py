@@ -28,8 +28,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from deepfake_detect.data.images import SNIFF_BYTES, sniff_format
 from deepfake_detect.errors import DataError
-from deepfake_detect.images import SNIFF_BYTES, sniff_format
 
 log = logging.getLogger("deepfake_detect")
 

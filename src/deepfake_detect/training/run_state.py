@@ -16,13 +16,11 @@ from typing import Any
 
 import torch
 
-from deepfake_detect.checkpoint import (
-    atomic_write_bytes,
-    atomic_write_json,
-    load_tensors,
-    save_tensors,
-)
+from deepfake_detect.data.datasets import SPLIT_NAME, ImageRecord, write_split_csv
 from deepfake_detect.errors import DataError
+from deepfake_detect.files import atomic_write_bytes, atomic_write_json, check_output_path
+from deepfake_detect.models.checkpoint import load_tensors, save_tensors
+from deepfake_detect.training.options import OPTIONS_NAME, TrainOptions, check_same_options
 
 STATE_NAME = "state.json"
 HISTORY_NAME = "history.csv"
@@ -127,3 +125,51 @@ def remove_stale_files(run_dir: Path, state: RunState | None) -> None:
             path.unlink()
     for path in run_dir.glob(".*.tmp"):
         path.unlink()
+
+
+def open_run(options: TrainOptions) -> RunState:
+    """The state to start from: a fresh one for a new run (whose folder must be empty or absent),
+    the last committed epoch's for --resume (whose options must match the run's)."""
+    run_dir = options.output
+    check_output_path(run_dir, folder=True)
+    state = read_state(run_dir)
+    used = run_dir.is_dir() and any(run_dir.iterdir())
+    if options.resume and not (run_dir / OPTIONS_NAME).is_file():
+        raise DataError(f"{run_dir}: nothing to resume (no training run there)")
+    if not options.resume and (used or run_dir.is_file()):
+        raise DataError(f"{run_dir}: folder is not empty; pass --resume or choose another")
+    if state is not None and state.done:
+        raise DataError(f"{run_dir}: this run already finished")
+    if options.resume:
+        check_same_options(run_dir / OPTIONS_NAME, options)
+        remove_stale_files(run_dir, state)
+    return state or RunState()
+
+
+def start_run_folder(options: TrainOptions, made: list[ImageRecord] | None) -> None:
+    """The split (when made by this run), then the options that mark the folder as a run; a
+    new run that fails here takes away what it made, so the same command can simply be run
+    again."""
+    run_dir, new_folder = options.output, not options.output.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if made is not None:
+            write_split_csv(made, run_dir / SPLIT_NAME)
+        atomic_write_json(run_dir / OPTIONS_NAME, options.to_json())
+    except BaseException:
+        if not options.resume:
+            for name in (SPLIT_NAME, OPTIONS_NAME):
+                (run_dir / name).unlink(missing_ok=True)
+            if new_folder:
+                run_dir.rmdir()
+        raise
+
+
+def finish_run(run_dir: Path, state: RunState, leftovers: tuple[str, ...]) -> None:
+    """Mark the run done first, then delete what only resuming needed (a kill in between
+    leaves files that the next look at the folder removes, never a broken state)."""
+    leftovers = (state.state_file, state.best_file, *leftovers)
+    state.done, state.state_file, state.best_file = True, "", ""
+    atomic_write_json(run_dir / STATE_NAME, asdict(state))
+    for name in leftovers:
+        (run_dir / name).unlink(missing_ok=True)

@@ -7,18 +7,16 @@ the configuration can be read by engines that never load PyTorch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepfake_detect import __version__
 from deepfake_detect.errors import ModelError
+from deepfake_detect.version import __version__
 
 FORMAT_VERSION = 1  # one network
 ENSEMBLE_FORMAT_VERSION = 2  # several networks (members): readers of version 1 refuse it clearly
@@ -152,104 +150,6 @@ class ModelConfig:
             raise ModelError(f"config is incomplete: {exc}") from None
 
 
-def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> None:
-    """Refuse, before any work is done, an output that could not be written: a file where a
-    folder must go (or a folder where a file must), a file standing where a parent folder
-    would have to be created, or a folder where no file can be created (read-only, full, not
-    ours). A ValueError naming the option and the path.
-
-    Whether a file can be created is found out by creating one, a hidden temporary file
-    beside the output, and removing it: permissions alone do not tell (root, ACLs, read-only
-    mounts)."""
-    path = Path(path)
-    if folder and path.exists() and not path.is_dir():
-        raise ValueError(f"--output {path}: exists and is not a folder")
-    if not folder and path.is_dir():
-        raise ValueError(f"--output {path}: is a folder; give a file name")
-    candidates = [path] if folder else []
-    for parent in [*candidates, *path.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"--output {path}: {parent} is a file, not a folder")
-            _check_writable(path, parent)
-            return
-
-
-def _check_writable(path: Path, folder: Path) -> None:
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".deepfake-detect-probe-")
-    except OSError as exc:
-        raise ValueError(
-            f"--output {path}: cannot write in {folder} ({exc.strerror or exc})"
-        ) from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write through a temporary file and rename, so a killed process leaves no partial file.
-
-    An OSError names `path`, never the temporary file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes files only their owner can read
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode())
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def save_tensors(path: str | os.PathLike, tensors: Mapping[str, Any]) -> None:
-    """Atomically save a flat dict of tensors as safetensors."""
-    from safetensors.torch import save
-
-    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, save(contiguous))
-
-
-def load_tensors(path: str | os.PathLike) -> dict[str, Any]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise ModelError(f"{path}: cannot read safetensors weights ({exc})") from None
-
-
-def save_model(model_dir: str | os.PathLike, state_dict: Mapping[str, Any], config: ModelConfig):
-    """Write model.safetensors then config.json (with the weights' sha256) into model_dir."""
-    model_dir = Path(model_dir)
-    save_tensors(model_dir / WEIGHTS_NAME, state_dict)
-    config.weights_sha256 = sha256_file(model_dir / WEIGHTS_NAME)
-    atomic_write_json(model_dir / CONFIG_NAME, config.to_dict())
-    return config
-
-
 def read_config(model_dir: str | os.PathLike) -> ModelConfig:
     path = Path(model_dir) / CONFIG_NAME
     try:
@@ -261,13 +161,3 @@ def read_config(model_dir: str | os.PathLike) -> ModelConfig:
     if not isinstance(data, dict):
         raise ModelError(f"{path}: config must be a JSON object")
     return ModelConfig.from_dict(data)
-
-
-def load_model_weights(model_dir: str | os.PathLike, config: ModelConfig) -> dict[str, Any]:
-    """Load the weights and check them against the hash recorded in the config."""
-    path = Path(model_dir) / WEIGHTS_NAME
-    if not path.is_file():
-        raise ModelError(f"{model_dir}: no {WEIGHTS_NAME}")
-    if config.weights_sha256 and sha256_file(path) != config.weights_sha256:
-        raise ModelError(f"{path}: sha256 does not match config.json (file changed or corrupt)")
-    return load_tensors(path)

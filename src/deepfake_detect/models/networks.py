@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepfake_detect.checkpoint import ModelConfig, load_tensors
 from deepfake_detect.errors import ModelError
+from deepfake_detect.models.checkpoint import load_tensors
 
 HEADS = ("paper", "linear")
 PAPER_HEAD_WIDTHS = (512, 128, 64)
@@ -205,28 +205,3 @@ def build_model(
     if stem_stride is not None:
         set_stem_stride(net, stem_stride)
     return DetectorNet(net, build_head(head, net.num_features))
-
-
-def model_from_config(config: ModelConfig, state_dict: dict[str, torch.Tensor]) -> nn.Module:
-    """Rebuild a trained detector (no pretrained download) and load its weights strictly.
-
-    Weights stored as float16 are loaded into the float32 model (computed in float32).
-    """
-    if config.members:
-        from deepfake_detect.ensemble import EnsembleNet, member_config
-
-        members = [member_config(config, m) for m in config.members]
-        model: nn.Module = EnsembleNet(
-            [build_model(m.backbone, m.head, stem_stride=m.stem_stride) for m in members],
-            [m.temperature for m in members],
-        )
-        described = " + ".join(f"{m.backbone}/{m.head}" for m in members)
-    else:
-        model = build_model(config.backbone, config.head, stem_stride=config.stem_stride)
-        described = f"{config.backbone}/{config.head}"
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ModelError(f"weights do not match {described}: {first}") from None
-    return model.eval()

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deepfake_detect.checkpoint import CONFIG_NAME, ModelConfig, check_threshold, read_config
-from deepfake_detect.datasets import IMAGE_SUFFIXES, scan_folder
+from deepfake_detect.data.datasets import IMAGE_SUFFIXES, scan_folder
+from deepfake_detect.data.images import load_image, preprocess
 from deepfake_detect.errors import DetectorError, ModelError
-from deepfake_detect.images import load_image, preprocess
+from deepfake_detect.models.config import CONFIG_NAME, ModelConfig, check_threshold, read_config
 
 ImageInput = str | os.PathLike | bytes | Image.Image
 
@@ -40,7 +40,7 @@ class Prediction:
         return asdict(self)
 
 
-BUNDLED_DIR = Path(__file__).parent / "bundled"
+BUNDLED_DIR = Path(__file__).parent.parent / "bundled"
 
 
 def bundled_model_dir() -> Path | None:
@@ -170,9 +170,9 @@ def _is_single(inputs) -> bool:
 def load_detector(model: str | os.PathLike | None = None, device: str = "auto") -> Detector:
     """Load a detector from a run folder (or the bundled model when model is None)."""
 
-    from deepfake_detect.checkpoint import load_model_weights
     from deepfake_detect.devices import resolve_device
-    from deepfake_detect.models import model_from_config
+    from deepfake_detect.models.checkpoint import load_model_weights
+    from deepfake_detect.models.loading import model_from_config
 
     torch_device = resolve_device(device)
     model_dir = resolve_model(model)

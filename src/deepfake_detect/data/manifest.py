@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepfake_detect.checkpoint import atomic_write_bytes
-from deepfake_detect.datasets import LABEL_NAMES, SPLITS, ImageRecord
+from deepfake_detect.data.datasets import LABEL_NAMES, SPLITS, ImageRecord
 from deepfake_detect.errors import DataError
+from deepfake_detect.files import atomic_write_bytes
 
 MANIFEST_NAME = "split_manifest.csv"
 MANIFEST_COLUMNS = ("path", "sha256", "label", "source", "group", "split")

@@ -12,15 +12,25 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-from deepfake_detect.checkpoint import ModelConfig
-from deepfake_detect.images import preprocess, resize_image, to_tensor_array
+from deepfake_detect.data.images import preprocess, resize_image, to_tensor_array
 
 AUGMENTATIONS = ("paper", "flip", "robust", "none")
 ImageStep = Callable[[Image.Image, np.random.Generator], Image.Image]
+
+
+class Preprocessing(Protocol):
+    """How a model wants its input: what the transforms need of a model's config (a
+    `ModelConfig` is one), so that the data layer needs nothing of the model layer."""
+
+    image_size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    interpolation: str
 
 
 @dataclass(frozen=True)
@@ -199,7 +209,7 @@ class TrainTransform:
     """Source steps on the original image (re-encoding), resize to the model's input, then the
     random augmentation steps, then scale to 0-1 and normalise."""
 
-    config: ModelConfig
+    config: Preprocessing
     steps: tuple[ImageStep, ...] = ()
     source_steps: tuple[ImageStep, ...] = ()
 
@@ -216,7 +226,7 @@ class TrainTransform:
 class EvalTransform:
     """The whole image resized to the input size (no centre crop: faces fill the frame)."""
 
-    config: ModelConfig
+    config: Preprocessing
 
     def __call__(self, image: Image.Image, rng: np.random.Generator | None = None) -> np.ndarray:
         c = self.config
@@ -277,7 +287,7 @@ def reencode_steps(
 
 
 def build_train_transform(
-    config: ModelConfig,
+    config: Preprocessing,
     augment: str = "paper",
     source_steps: tuple[ImageStep, ...] = (),
     crop: int | None = None,
@@ -288,3 +298,62 @@ def build_train_transform(
 def sample_rng(seed: int, epoch: int, index: int, extra: Sequence[int] = ()) -> np.random.Generator:
     """A generator that depends only on the run's seed, the epoch and the image's index."""
     return np.random.default_rng([seed, epoch, index, *extra])
+
+
+def validation_transform(config: Preprocessing, source_steps: Sequence) -> TrainTransform:
+    """Validation images are re-encoded like the training images (at a fixed quality per
+    image), so that neither the best epoch nor the threshold is chosen by file format."""
+    jpeg = tuple(s for s in source_steps if isinstance(s, RandomJPEG))
+    return TrainTransform(config, (), jpeg) if jpeg else EvalTransform(config)
+
+
+# -- everyday changes: what happens to a shared photo, each at one fixed strength ---------------
+
+
+def _rotated(image: Image.Image, degrees: float) -> Image.Image:
+    """Rotated about its centre, the corners filled with edge pixels (as RandomRotate)."""
+    pad = int(math.ceil(max(image.size) * 0.2))
+    padded = Image.fromarray(np.pad(np.asarray(image), ((pad, pad), (pad, pad), (0, 0)), "edge"))
+    turned = padded.rotate(degrees, resample=Image.BILINEAR)
+    return turned.crop((pad, pad, pad + image.width, pad + image.height))
+
+
+def _resized(image: Image.Image, longer: int) -> Image.Image:
+    scale = longer / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.BICUBIC)
+
+
+def _centre_crop(image: Image.Image, side: float) -> Image.Image:
+    """The centre `side` of each dimension (0.8: 64% of the area), at its own size."""
+    width, height = round(image.width * side), round(image.height * side)
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
+def _blurred(image: Image.Image, sigma: float) -> Image.Image:
+    from PIL import ImageFilter
+
+    return image.filter(ImageFilter.GaussianBlur(sigma))
+
+
+EVERYDAY_CHANGES: dict[str, tuple[Callable[[Image.Image], Image.Image], int]] = {
+    "none": (lambda image: image, 75),
+    "resize-128": (lambda image: _resized(image, 128), 75),
+    "rotate-5": (lambda image: _rotated(image, 5.0), 75),
+    "crop-80": (lambda image: _centre_crop(image, 0.8), 75),
+    "blur-1": (lambda image: _blurred(image, 1.0), 75),
+    "jpeg-50": (lambda image: image, 50),
+    "jpeg-30": (lambda image: image, 30),
+}
+"""Named changes at one fixed strength, each with the JPEG quality the changed image is then
+saved at (75 as every measurement of the bundled model; 50 and 30 for the JPEG changes):
+resized to 128 px on the longer side (the detector scales it back up), rotated by 5 degrees,
+the centre 80% of each side kept (64% of the area), blurred (sigma 1 pixel), or re-saved at a
+low quality. `evaluate --change` and `scripts/everyday_changes.py` apply them."""
+
+
+def everyday_change(name: str) -> tuple[Callable[[Image.Image], Image.Image], int]:
+    if name not in EVERYDAY_CHANGES:
+        raise ValueError(f"--change must be one of {', '.join(EVERYDAY_CHANGES)}, not {name!r}")
+    return EVERYDAY_CHANGES[name]

@@ -1,0 +1,80 @@
+"""What every command shares: --quiet, --max-pixels, progress bars, messages and the options
+that several commands take."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+STDOUT = "-"
+state = {"quiet": False}  # --quiet before the command; reset by every invocation
+
+
+def setup(quiet: bool, max_pixels: int | None = None) -> bool:
+    """Per command: --quiet (given before or after the command) leaves only errors on stderr,
+    and no progress bars; --max-pixels raises the image size limit. Returns the quiet flag."""
+    quiet = state["quiet"] = quiet or state["quiet"]
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("deepfake_detect").setLevel(logging.ERROR if quiet else logging.INFO)
+    if quiet:
+        warnings.simplefilter("ignore")
+    if max_pixels is not None:
+        from deepfake_detect.data.images import set_max_pixels
+
+        if max_pixels <= 0:
+            raise ValueError(f"--max-pixels must be a positive number of pixels, got {max_pixels}")
+        set_max_pixels(max_pixels)
+    return quiet
+
+
+def show_progress() -> bool:
+    """Progress bars go to stderr when it is a terminal, unless --quiet."""
+    return sys.stderr.isatty() and not state["quiet"]
+
+
+def say(message: str, err: bool = False) -> None:
+    """A line for the user (results on stdout, summaries on stderr); silent under --quiet."""
+    if not state["quiet"]:
+        typer.echo(message, err=err)
+
+
+DataOption = Annotated[
+    list[Path],
+    typer.Option(
+        "--data",
+        metavar="DIR",
+        help="Dataset folder (Kaggle 140k root, real/ + fake/, or sources of them); repeatable.",
+    ),
+]
+DeviceOption = Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")]
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        metavar="DIR",
+        help="Run folder of a trained model. Default: the bundled model.",
+    ),
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Only errors and the requested output.")
+]
+MaxPixelsOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="Largest image accepted, in pixels (default 40,000,000; phone photos reach "
+        "200,000,000). Also DEEPFAKE_DETECT_MAX_PIXELS.",
+    ),
+]
+
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+

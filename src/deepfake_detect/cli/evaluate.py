@@ -1,0 +1,110 @@
+"""`evaluate`: a model's metrics, report and figures on a labelled split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepfake_detect.cli.common import (
+    DataOption,
+    DeviceOption,
+    MaxPixelsOption,
+    ModelOption,
+    QuietOption,
+    fmt,
+    setup,
+    show_progress,
+)
+
+
+def evaluate(
+    data: DataOption,
+    output: Annotated[Path, typer.Option("--output", help="Folder for metrics and figures.")],
+    model: ModelOption = None,
+    split: Annotated[str, typer.Option(help="test, valid, train or all.")] = "test",
+    threshold: Annotated[float | None, typer.Option(help="Default: the model's.")] = None,
+    jpeg_quality: Annotated[
+        int | None, typer.Option(help="Re-encode both classes as JPEG at this quality first.")
+    ] = None,
+    figure_history: Annotated[
+        bool,
+        typer.Option(
+            "--figure-history",
+            help="Give every image the processing history of ../shared/fake-only's diffusion "
+            "faces first (real photos with the same history: their false alarms).",
+        ),
+    ] = False,
+    change: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="An everyday change to every image first, then saved as JPEG: resize-128, "
+            "rotate-5, crop-80, blur-1 (each at quality 75), jpeg-50 or jpeg-30.",
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CLASS",
+            help="real or fake: every image of --data is of this class (e.g. a folder of real "
+            "photos only, for the false-alarm rate).",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    device: DeviceOption = "auto",
+    max_pixels: MaxPixelsOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Evaluate a model on one split: metrics.json, report, confusion matrix, ROC.
+
+    Images that the model's recorded split does not know (never trained on) count as test.
+    """
+    from deepfake_detect.data.prepare import evaluation_records
+    from deepfake_detect.evaluation.runs import check_report_folder
+    from deepfake_detect.evaluation.runs import evaluate as run_evaluation
+    from deepfake_detect.inference import load_detector
+
+    quiet = setup(quiet, max_pixels)
+    class_label = checked_options(split, label, change, jpeg_quality)
+    check_report_folder(output)
+    detector = load_detector(model, device=device)
+    records = evaluation_records(data, split, detector.model_dir, label=class_label)
+    metrics = run_evaluation(
+        detector, records, output, threshold=threshold, batch_size=batch_size,
+        jpeg_quality=jpeg_quality, progress=show_progress(), history=figure_history,
+        change=change,
+    )  # fmt: skip
+    if not quiet:
+        typer.echo(evaluation_summary(metrics, output))
+
+
+def checked_options(split: str, label: str | None, change: str | None, quality: int | None):
+    """Refuse bad option values before the model loads; returns the class of --label."""
+    if split not in ("train", "valid", "test", "all"):
+        raise ValueError(f"--split must be test, valid, train or all, not {split!r}")
+    if label is not None and label not in ("real", "fake"):
+        raise ValueError(f"--label must be real or fake, not {label!r}")
+    if change is not None:
+        from deepfake_detect.data.transforms import everyday_change
+
+        everyday_change(change)
+        if quality is not None:
+            raise ValueError("--change sets its own JPEG quality: leave out --jpeg-quality")
+    class_label = None if label is None else int(label == "fake")
+    return class_label
+
+
+def evaluation_summary(metrics: dict, output: Path) -> str:
+    """The summary table, then a line per source when there are several."""
+    from deepfake_detect.evaluation.metrics import format_summary_table
+
+    lines = [format_summary_table(metrics)]
+    if len(metrics["per_source"]) > 1:
+        lines += [
+            f"  {source}: {m['n_images']} images, accuracy {m['accuracy']:.4f}, "
+            f"ROC-AUC {fmt(m['roc_auc'])}"
+            for source, m in metrics["per_source"].items()
+        ]
+    return "\n".join([*lines, f"written to {output}"])

@@ -1,0 +1,97 @@
+"""The pieces of one training epoch: seeded shuffling, balanced sampling and the optimisation
+pass. Every epoch's randomness derives from (seed, epoch), so a resumed run repeats it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Sampler
+
+from deepfake_detect.devices import autocast, to_device
+from deepfake_detect.progress import progress_bar
+
+
+def seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Seed torch (dropout) for this epoch and return the shuffling generator."""
+    torch.manual_seed(seed * 100_003 + epoch)
+    return torch.Generator().manual_seed(seed * 100_019 + epoch)
+
+
+class StratifiedSampler(Sampler[int]):
+    """An epoch of len(keys) indices with an equal share for every stratum (key).
+
+    Each stratum is drawn without replacement, pass after pass, so a small stratum is seen more
+    than once an epoch and a large one less than once; the order comes from `generator`. The k-th
+    pass yields index + k * len(keys), so that a dataset can give a repeat its own augmentation
+    (`ImageDataset` does; see `Repeats` for one that cannot).
+    """
+
+    def __init__(self, keys: Sequence[Hashable], generator: torch.Generator) -> None:
+        strata: dict[Hashable, list[int]] = {}
+        for index, key in enumerate(keys):
+            strata.setdefault(key, []).append(index)
+        self.strata = [torch.tensor(strata[key]) for key in sorted(strata)]
+        self.total = len(keys)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self) -> Iterator[int]:
+        g, count = self.generator, len(self.strata)
+        picks = []
+        for number, members in enumerate(self.strata):
+            share = self.total // count + (number < self.total % count)
+            passes = -(-share // len(members))
+            order = [
+                members[torch.randperm(len(members), generator=g)] + k * self.total
+                for k in range(passes)
+            ]
+            picks.append(torch.cat(order)[:share])
+        epoch = torch.cat(picks)
+        return iter(epoch[torch.randperm(len(epoch), generator=g)].tolist())
+
+
+class Repeats(Dataset):
+    """A dataset that a StratifiedSampler may index past its end: a repeat is the same item
+    (cached features have no augmentation to vary)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index % len(self.dataset)]
+
+
+def train_epoch(module, loader, optimizer, device, desc="train", progress=True) -> dict[str, float]:
+    """One pass over the loader; returns mean loss, accuracy at 0.5 and throughput."""
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    with progress_bar(len(loader.dataset), desc, progress) as bar:
+        for x, y in loader:
+            x, y = to_device(x, device), y.to(device, dtype=torch.float32)
+            with autocast(device):
+                logits = module(x).reshape(-1).float()
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            (loss / len(y)).backward()
+            optimizer.step()
+            total_loss += loss.item()
+            correct += ((logits >= 0) == (y >= 0.5)).sum().item()
+            seen += len(y)
+            bar.update(len(y))
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+    seconds = time.perf_counter() - start
+    return {
+        "train_loss": total_loss / seen,
+        "train_accuracy": correct / seen,
+        "seconds": seconds,
+        "images_per_second": seen / max(seconds, 1e-9),
+    }
+
