@@ -1,0 +1,136 @@
+"""Everyday changes (transforms.EVERYDAY_CHANGES), `evaluate --change`, and the two report
+scripts of the second edition: scripts/everyday_changes.py and scripts/diffusion_report.py."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import load_script, photo_like, tiny_options
+from PIL import Image
+
+from deepfake_detect.data.datasets import ImageRecord
+
+
+def test_each_change_does_what_its_name_says(tmp_path):
+    from deepfake_detect.data.transforms import EVERYDAY_CHANGES, everyday_change
+    from deepfake_detect.evaluation.runs import reencoded
+
+    image = photo_like(np.random.default_rng(0), 64).resize((80, 64))
+    image.save(tmp_path / "a.png")
+    record = ImageRecord(tmp_path / "a.png", 0, "s", "g")
+    seen = {}
+    for name in EVERYDAY_CHANGES:
+        (data,) = reencoded([record], None, change=name)
+        with Image.open(io.BytesIO(data)) as out:
+            seen[name] = (out.format, out.size, np.asarray(out.convert("RGB"), np.float32))
+    assert all(fmt == "JPEG" for fmt, _, _ in seen.values())
+    assert seen["resize-128"][1] == (128, 102)  # longer side 128, aspect kept
+    assert seen["crop-80"][1] == (64, 51)
+    assert seen["rotate-5"][1] == seen["blur-1"][1] == seen["none"][1] == (80, 64)
+    plain = seen["none"][2]
+    for name in ("rotate-5", "blur-1", "jpeg-30"):
+        assert np.abs(seen[name][2] - plain).mean() > 1.0, name  # each really changes pixels
+    # a lower quality keeps fewer bytes
+    sizes = {q: len(reencoded([record], None, change=q).__next__()) for q in ("none", "jpeg-30")}
+    assert sizes["jpeg-30"] < sizes["none"]
+    with pytest.raises(ValueError, match="--change must be one of"):
+        everyday_change("rotate-90")
+
+
+def test_a_change_and_a_quality_are_not_given_together(tmp_path):
+    from deepfake_detect.evaluation.runs import score_records
+
+    with pytest.raises(ValueError, match="sets its own JPEG quality"):
+        score_records(None, [], jpeg_quality=75, change="rotate-5")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(multi_source_data, tmp_path_factory):
+    from deepfake_detect.training import train
+
+    run = tmp_path_factory.mktemp("changes") / "run"
+    train(tiny_options(multi_source_data, run, frozen_epochs=2, finetune_epochs=0, audit=False))
+    return run
+
+
+def test_evaluate_records_the_change(tiny_model, multi_source_data, tmp_path):
+    from deepfake_detect.data.prepare import evaluation_records
+    from deepfake_detect.evaluation.runs import evaluate
+    from deepfake_detect.inference import load_detector
+
+    detector = load_detector(tiny_model)
+    records = evaluation_records([multi_source_data], "test", tiny_model)
+    plain = evaluate(detector, records, tmp_path / "plain", jpeg_quality=75)
+    turned = evaluate(detector, records, tmp_path / "turned", change="rotate-5")
+    assert turned["change"] == "rotate-5" and plain["change"] is None
+    assert turned["roc_auc"] != pytest.approx(plain["roc_auc"], abs=1e-9)
+
+
+def test_everyday_changes_script_prints_a_table_per_model(tiny_model, multi_source_data, tmp_path,
+                                                          capsys):  # fmt: skip
+    from deepfake_detect.data.datasets import read_split_csv
+    from deepfake_detect.data.manifest import manifest_rows, write_manifest
+
+    script = load_script("everyday_changes")
+    manifest = tmp_path / "split_manifest.csv"
+    write_manifest(manifest_rows(read_split_csv(tiny_model / "split.csv"), multi_source_data),
+                   manifest)  # fmt: skip
+    out_json = tmp_path / "changes.json"
+    argv = ["--model", str(tiny_model), "--data", str(multi_source_data), "--manifest",
+            str(manifest), "--changes", "none,rotate-5", "--json", str(out_json)]  # fmt: skip
+    assert script.main(argv) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| change |") and len(table) == 4
+    assert table[2].startswith("| none | ") and table[3].startswith("| rotate-5 | ")
+    figures = json.loads(out_json.read_text())[str(tiny_model)]
+    n_test = sum(r.split == "test" for r in read_split_csv(tiny_model / "split.csv"))
+    none = figures["none"]
+    assert none["detection_rate_count"][1] + none["false_alarm_rate_count"][1] == n_test
+    assert script.main([*argv[:-4], "--changes", "tilt"]) == 2
+    assert "--change must be one of" in capsys.readouterr().err
+
+
+def test_diffusion_report_groups_by_generator_against_reals_with_history(
+    multi_source_data, tmp_path, capsys
+):
+    from deepfake_detect.training import train
+
+    rng = np.random.default_rng(3)
+    diffusion = tmp_path / "diffusion-faces"
+    diffusion.mkdir()
+    for i in range(24):
+        generator = ("SDXL", "FLUX1_dev")[i % 2]  # the folder's naming: generator_id
+        photo_like(rng, 48).save(diffusion / f"{generator}_{i:04d}.jpg", quality=75)
+    run = tmp_path / "run"
+    train(tiny_options(multi_source_data, run, frozen_epochs=1, finetune_epochs=0, audit=False,
+                       fake_only=[diffusion], test_fraction=0.4))  # fmt: skip
+    script = load_script("diffusion_report")
+    out_json = tmp_path / "diffusion.json"
+    argv = ["--model", str(run), "--split-from", str(run), "--json", str(out_json)]
+    assert script.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "real photos with the same history called fake" in text
+    figures = json.loads(out_json.read_text())
+    assert set(figures) == {"split", "threshold", "all", "SDXL", "FLUX1_dev",
+                            "real_photos_with_history"}  # fmt: skip
+    parts = figures["SDXL"]["n_images"] + figures["FLUX1_dev"]["n_images"]
+    assert figures["all"]["n_images"] == parts
+    assert 0 <= figures["all"]["roc_auc"] <= 1 and len(figures["all"]["caught_interval"]) == 2
+    reals = figures["real_photos_with_history"]["false_alarm_rate_count"][1]
+    assert reals == sum(1 for r in script.split_records(run, "test", "diffusion-faces")[1])
+    assert script.main(["--model", str(run), "--split-from", str(tmp_path)]) == 2
+    assert "no split.csv" in capsys.readouterr().err
+
+
+def test_generator_is_the_file_name_prefix():
+    from pathlib import Path
+
+    script = load_script("diffusion_report")
+    assert script.generator_of(Path("a/SDXL_0001.jpg")) == "SDXL"
+    assert script.generator_of(Path("FLUX1_schnell_0000003.jpg")) == "FLUX1_schnell"
+    assert script.generator_of(Path("FLUX1_dev_0000076.jpg")) == "FLUX1_dev"
+    assert script.generator_of(Path("photo.jpg")) == "unknown"
+    assert script.generator_of(Path("my_photo.jpg")) == "unknown"
