@@ -188,3 +188,32 @@ def plot_training_curves(history: list[dict], path: str | os.PathLike) -> None:
         else:
             ax.legend()
     _save_figure(fig, path)
+
+
+def plot_learning_curve(
+    curves: dict[str, list[tuple[int, float, Sequence[float] | None]]],
+    path: str | os.PathLike,
+    xlabel: str = "training images",
+) -> None:
+    """1 - ROC-AUC against the number of training images, both on log scales (where a constant
+    gain per doubling is a straight line), one line per curve with its 95% interval as bars.
+
+    `curves` maps a label to points (n, roc_auc, [low, high] or None)."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for label, points in curves.items():
+        points = sorted(points)
+        n = np.array([p[0] for p in points], float)
+        error = np.array([1 - p[1] for p in points])
+        spans = [p[2] or (p[1], p[1]) for p in points]
+        below = error - np.array([1 - high for _, high in spans])
+        above = np.array([1 - low for low, _ in spans]) - error
+        ax.errorbar(n, error, yerr=[below, above], fmt="-o", markersize=4, capsize=3, label=label)
+    ax.set(xlabel=xlabel, ylabel="1 - ROC-AUC", title="Learning curve (lower is better)")
+    if curves:
+        ax.set(xscale="log", yscale="log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no points", ha="center", va="center", transform=ax.transAxes)
+    _save_figure(fig, path)
