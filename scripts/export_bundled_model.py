@@ -4,7 +4,9 @@
 
 The manifest names every image of the run's split by path (relative to the data root) and
 sha256, so the held-out images can be found again on any machine. MODEL_CARD.md is rendered from
-scripts/MODEL_CARD.template.md with the run's config and the held-out metrics.
+scripts/MODEL_CARD.template.md with the run's config and the held-out metrics. The old folder's
+ONNX files go with it: run scripts/export_bundled_onnx.py next for the int8 file the package
+ships (model.onnx is exported on first use).
 """
 
 from __future__ import annotations
@@ -223,6 +225,7 @@ def main() -> None:
     staging.rename(BUNDLED_DIR)
     shutil.rmtree(old, ignore_errors=True)
     print(f"bundled model in {BUNDLED_DIR}: model files {size / 1e6:.1f} MB")
+    print(f"next: python scripts/export_bundled_onnx.py --data {args.data_root}")
 
 
 if __name__ == "__main__":

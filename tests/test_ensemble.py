@@ -55,7 +55,7 @@ def test_ensemble_scores_are_the_mean_of_member_logits(members, ensemble_dir, mu
         logit(np.array([p.score for p in load_detector(m, device="cpu").score(images)]))
         for m in members
     ]
-    ensemble = load_detector(ensemble_dir, device="cpu")
+    ensemble = load_detector(ensemble_dir, device="cpu", engine="torch")
     scores = np.array([p.score for p in ensemble.score(images)])
     # the members' calibrated logits, averaged, then the ensemble's own validation temperature
     expected = np.mean(member_logits, axis=0) / ensemble.config.temperature
@@ -212,7 +212,7 @@ def test_threshold_and_metrics_are_those_of_the_stored_model(folder, request, me
     from deepfake_detect.evaluation.scoring import calibrate_on_validation
 
     model_dir = request.getfixturevalue(folder)
-    detector = load_detector(model_dir, device="cpu")
+    detector = load_detector(model_dir, device="cpu", engine="torch")
     stored = load_file(model_dir / "model.safetensors").values()
     assert any(t.dtype == torch.float16 for t in stored)
     valid = select(read_split_csv(model_dir / "split.csv"), "valid")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the functions that need it: checking a name does not
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -16,6 +18,8 @@ def check_device_name(name: str) -> str:
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -26,10 +30,14 @@ def resolve_device(name: str) -> torch.device:
 
 def autocast(device: torch.device):
     """bf16 mixed precision on a GPU; plain float32 on the CPU, where it would be slower."""
+    import torch
+
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    import torch
+
     x = x.to(device, non_blocking=True)
     if device.type == "cuda" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -3,12 +3,14 @@ before any work, and content hashes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> None:
@@ -45,8 +47,11 @@ def _check_writable(path: Path, folder: Path) -> None:
     os.unlink(probe)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write through a temporary file and rename, so a killed process leaves no partial file.
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file to write `path` through: a hidden temporary file beside it, renamed to
+    `path` when the block ends, removed when it raises (or the process is killed before), so
+    `path` is never seen half-written. A long output can stream into it as it is made.
 
     An OSError names `path`, never the temporary file."""
     path = Path(path)
@@ -58,15 +63,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes files only their owner can read
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and not exc.filename:
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write through a temporary file and rename, so a killed process leaves no partial file."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:

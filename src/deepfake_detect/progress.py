@@ -6,6 +6,4 @@ from tqdm.auto import tqdm
 
 
 def progress_bar(total: int, desc: str, enabled: bool):
-    return tqdm(
-        total=total, desc=desc, unit="img", unit_scale=True, leave=False, disable=not enabled
-    )
+    return tqdm(total=total, desc=desc, unit="img", leave=False, disable=not enabled)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from deepfake_detect.cli import audit, evaluate, predict, train
+from deepfake_detect.cli import audit, benchmark, evaluate, export, predict, train
 from deepfake_detect.cli.common import setup, state
 from deepfake_detect.errors import DetectorError
 from deepfake_detect.version import __version__
@@ -59,7 +59,16 @@ def main_options(
     setup(quiet)
 
 
-for command in (train.train, train.ensemble, audit.audit, evaluate.evaluate, predict.predict):
+COMMANDS = (
+    train.train,
+    train.ensemble,
+    audit.audit,
+    evaluate.evaluate,
+    predict.predict,
+    export.export,
+    benchmark.benchmark,
+)
+for command in COMMANDS:
     app.command()(command)
 
 

@@ -56,8 +56,29 @@ ModelOption = Annotated[
     Path | None,
     typer.Option(
         "--model",
-        metavar="DIR",
-        help="Run folder of a trained model. Default: the bundled model.",
+        metavar="MODEL",
+        help="Run folder of a trained model, or an exported .onnx file. Default: bundled.",
+    ),
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        metavar="NAME",
+        help="onnx (ONNX Runtime on the CPU, the default) or torch (PyTorch; needed for a GPU).",
+    ),
+]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        metavar="P",
+        help="onnx engine: auto (the int8 file when the model ships one, else fp32), fp32, int8.",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="Threads decoding the next batch while one is scored (default: 0 on 2 CPUs, else 1).",
     ),
 ]
 QuietOption = Annotated[
@@ -73,8 +94,5 @@ MaxPixelsOption = Annotated[
 ]
 
 
-
 def fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-

@@ -10,8 +10,10 @@ import typer
 from deepfake_detect.cli.common import (
     DataOption,
     DeviceOption,
+    EngineOption,
     MaxPixelsOption,
     ModelOption,
+    PrecisionOption,
     QuietOption,
     fmt,
     setup,
@@ -53,6 +55,8 @@ def evaluate(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
+    engine: EngineOption = "onnx",
+    precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
     max_pixels: MaxPixelsOption = None,
     quiet: QuietOption = False,
@@ -69,7 +73,7 @@ def evaluate(
     quiet = setup(quiet, max_pixels)
     class_label = checked_options(split, label, change, jpeg_quality)
     check_report_folder(output)
-    detector = load_detector(model, device=device)
+    detector = load_detector(model, device=device, engine=engine, precision=precision)
     records = evaluation_records(data, split, detector.model_dir, label=class_label)
     metrics = run_evaluation(
         detector, records, output, threshold=threshold, batch_size=batch_size,

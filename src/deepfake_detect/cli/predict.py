@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from deepfake_detect.cli.common import (
-    STDOUT,
     DeviceOption,
+    EngineOption,
     MaxPixelsOption,
     ModelOption,
+    PrecisionOption,
     QuietOption,
+    WorkersOption,
     say,
     setup,
     show_progress,
 )
+from deepfake_detect.cli.outputs import STDOUT, prediction_writer
 
 PREDICTION_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 
@@ -40,39 +40,50 @@ def predict(
     output_format: Annotated[
         str | None,
         typer.Option(
-            "--format", metavar="FORMAT",
+            "--format",
+            metavar="FORMAT",
             help="csv, json or jsonl. Default: from the --output suffix; csv for -.",
         ),
     ] = None,
     threshold: Annotated[float | None, typer.Option(help="Default: the model's.")] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
+    engine: EngineOption = "onnx",
+    precision: PrecisionOption = "auto",
+    workers: WorkersOption = None,
     device: DeviceOption = "auto",
     max_pixels: MaxPixelsOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Score images: P(fake) and a real/fake label for each, with the threshold between them."""
+    """Score images: P(fake) and a real/fake label for each, with the threshold between them.
+
+    Rows are written as they are scored (to a file, through a temporary one renamed at the end).
+    """
     from deepfake_detect.files import check_output_path
     from deepfake_detect.inference import load_detector, scan_inputs
     from deepfake_detect.models.config import check_threshold
+    from deepfake_detect.progress import progress_bar
 
     setup(quiet, max_pixels)
     kind = prediction_format(output, output_format)
     if output is not None and str(output) != STDOUT:
         check_output_path(output)
     files, skipped = scan_inputs(paths)
-    detector = load_detector(model, device=device)
+    detector = load_detector(model, device=device, engine=engine, precision=precision)
     cut = detector.threshold if threshold is None else check_threshold(threshold)
-    predictions = detector.score(
-        files, batch_size=batch_size, threshold=cut, progress=show_progress()
-    )
-    records = [p.to_dict() for p in predictions]
     header = {**detector.info(), "threshold": cut}
-    if output is None:
-        typer.echo(format_prediction_table(records, cut))
-    else:
-        write_predictions(output, kind, records, header)
-    say(prediction_summary(records, skipped), err=True)
-    if any(r["error"] is not None for r in records):
+    width = max([len("path"), *(len(str(f)) for f in files)])
+    counts = Counter()
+    scores = detector.iter_scores(files, batch_size=batch_size, threshold=cut, workers=workers)
+    with (
+        prediction_writer(output, kind, header, width) as writer,
+        progress_bar(len(files), "scoring", show_progress()) as bar,
+    ):
+        for prediction in scores:
+            writer.write(prediction.to_dict())
+            counts[prediction.label or "failed"] += 1
+            bar.update(1)
+    say(prediction_summary(counts, skipped), err=True)
+    if counts["failed"]:
         raise typer.Exit(1)
 
 
@@ -92,56 +103,12 @@ def prediction_format(output: Path | None, given: str | None) -> str:
     return by_suffix
 
 
-def prediction_summary(records: list[dict], skipped: list[Path]) -> str:
-    failed = sum(r["error"] is not None for r in records)
-    fakes = sum(r["label"] == "fake" for r in records)
-    reals = len(records) - fakes - failed
-    noun = "image" if len(records) == 1 else "images"
-    line = f"{len(records)} {noun}: {fakes} fake, {reals} real, {failed} failed"
+def prediction_summary(counts: Counter, skipped: list[Path]) -> str:
+    total = sum(counts.values())
+    noun = "image" if total == 1 else "images"
+    line = f"{total} {noun}: {counts['fake']} fake, {counts['real']} real, "
+    line += f"{counts['failed']} failed"
     if skipped:
         files = "file" if len(skipped) == 1 else "files"
         line += f"; {len(skipped)} other {files} skipped as not images, first: {skipped[0]}"
     return line
-
-
-def format_prediction_table(records: list[dict], threshold: float) -> str:
-    width = max([len("path"), *(len(r["path"]) for r in records)])
-    lines = [f"{'path':<{width}}  {'score':>6}  {'label':<5}  {'threshold':>9}  error"]
-    for r in records:
-        score = "" if r["score"] is None else f"{r['score']:.4f}"
-        lines.append(
-            f"{r['path']:<{width}}  {score:>6}  {r['label'] or '':<5}  {threshold:>9.4f}  "
-            f"{r['error'] or ''}"
-        )
-    return "\n".join(lines)
-
-
-def render_predictions(kind: str, records: list[dict], header: dict) -> str:
-    """CSV (path,score,label,error,threshold); JSON, one object: the model, its threshold and
-    the predictions; JSON Lines: that header object first, then one line per prediction."""
-    if kind == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({**r, "threshold": header["threshold"]} for r in records)
-        return buffer.getvalue()
-    if kind == "json":
-        return json.dumps({**header, "predictions": records}, indent=2) + "\n"
-    return "".join(json.dumps(line) + "\n" for line in [header, *records])
-
-
-CSV_FIELDS = ["path", "score", "label", "error", "threshold"]
-
-
-def write_predictions(path: Path, kind: str, records: list[dict], header: dict) -> None:
-    """Write to stdout for -, else atomically (any file name, even one that is not UTF-8)."""
-    from deepfake_detect.files import atomic_write_bytes
-
-    text = render_predictions(kind, records, header)
-    if str(path) == STDOUT:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        atomic_write_bytes(path, text.encode(errors="surrogateescape"))
-
-

@@ -242,9 +242,16 @@ def to_tensor_array(image: Image.Image, mean: Sequence[float], std: Sequence[flo
     std_array = _channel_values("std", std)
     if np.any(std_array == 0):
         raise ValueError(f"std must not contain zeros, got {list(std)}")
-    pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
-    normalised = (pixels - mean_array) / std_array
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+    # One lookup per pixel and channel, straight into CHW order: the table holds, for every
+    # 8-bit value, the very float32 result of (value / 255 - mean) / std, so this equals
+    # computing it per pixel, at a fraction of the passes over memory.
+    values = np.arange(256, dtype=np.float32) / np.float32(255)
+    tables = (values[None, :] - mean_array[:, None]) / std_array[:, None]
+    pixels = np.asarray(image)
+    out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+    for channel in range(3):
+        np.take(tables[channel], pixels[..., channel], out=out[channel])
+    return out
 
 
 def preprocess(

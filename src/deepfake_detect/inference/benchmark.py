@@ -1,0 +1,386 @@
+"""`deepfake-detect benchmark`: how fast each engine scores, against what this machine allows.
+
+Every figure comes from one run on one machine, so the ratios hold even when other work shares
+the CPU: PyTorch eager, ONNX fp32 and int8 images/s on the same batch; the whole `predict`
+pipeline (reading, decoding, resizing, scoring) on JPEG files; the fp32 GEMM rate at the same
+thread count (best of numpy's BLAS and torch), which with the model's FLOPs sets a limit in
+images/s; the cold start of one `predict` in a new process; and the peak memory of scoring
+1,000 and 10,000 files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepfake_detect.inference.engines import cpu_count
+
+TARGETS = {
+    "onnx_fp32_vs_eager": 5.0,
+    "onnx_fp32_vs_limit": 0.75,
+    "reduced_vs_onnx_fp32": 1.5,
+    "pipeline_vs_model": 0.90,
+    "cold_start_s": 1.0,
+    "memory_10k_vs_1k": 1.1,
+}
+
+
+@dataclass
+class Benchmark:
+    model: str
+    threads: int
+    batch_size: int
+    figures: dict[str, float | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def ratios(self) -> dict[str, float | None]:
+        f = self.figures
+
+        def ratio(a: str, b: str) -> float | None:
+            return None if not f.get(a) or not f.get(b) else f[a] / f[b]
+
+        return {
+            "onnx_fp32_vs_eager": ratio("onnx_fp32_images_s", "eager_images_s"),
+            "onnx_fp32_vs_limit": ratio("onnx_fp32_images_s", "limit_images_s"),
+            "reduced_vs_onnx_fp32": ratio("reduced_images_s", "onnx_fp32_images_s"),
+            "pipeline_vs_model": ratio("pipeline_images_s", "default_images_s"),
+            "cold_start_s": f.get("cold_start_s"),
+            "memory_10k_vs_1k": ratio("peak_rss_mb_large", "peak_rss_mb_small"),
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "threads": self.threads, "batch_size": self.batch_size,
+            "machine": machine_description(), "figures": self.figures,
+            "ratios": self.ratios(), "targets": TARGETS, "notes": self.notes,
+        }  # fmt: skip
+
+
+def machine_description() -> str:
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {cpu_count()} CPUs available, Python {platform.python_version()}"
+
+
+ROUNDS = 5
+"""Every rate is the best of five timed windows, like the GEMM rate it is compared with: on a
+shared machine the best window is the one least disturbed, for every figure alike."""
+
+
+def throughput(score, batch: np.ndarray, seconds: float) -> float:
+    """Images/s of `score(batch)` after one warm-up call: the best of ROUNDS windows of at
+    least seconds / ROUNDS each."""
+    score(batch)
+    best = 0.0
+    for _ in range(ROUNDS):
+        done, start = 0, time.perf_counter()
+        while True:
+            score(batch)
+            done += len(batch)
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / ROUNDS:
+                break
+        best = max(best, done / elapsed)
+    return best
+
+
+def gemm_rate(threads: int, window: float = 1.0, n: int = 2048) -> tuple[float, str]:
+    """The best fp32 matrix-multiply rate (FLOP/s) of numpy's BLAS and torch at `threads`: for
+    each, the best of ROUNDS windows of `window` seconds, the windows the engines get."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    rates = {}
+    with threadpool_limits(threads):
+        rates["numpy"] = 2 * n**3 * _best_rate(lambda: a @ b, window)
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        rates["torch"] = 2 * n**3 * _best_rate(lambda: torch.mm(ta, tb), window)
+        torch.set_num_threads(before)
+    best = max(rates, key=rates.get)
+    return rates[best], best
+
+
+def _best_rate(work, window: float) -> float:
+    """Calls per second of `work`: the best of ROUNDS windows of at least `window` seconds."""
+    work()
+    best = 0.0
+    for _ in range(ROUNDS):
+        calls, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < window or calls == 0:
+            work()
+            calls += 1
+        best = max(best, calls / elapsed)
+    return best
+
+
+def model_flops(model_dir: Path) -> float | None:
+    """FLOPs per image (2 per multiply-add), counted by torch on one image."""
+    try:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return None
+    from deepfake_detect.models.checkpoint import load_model_weights
+    from deepfake_detect.models.config import read_config
+    from deepfake_detect.models.loading import model_from_config
+
+    config = read_config(model_dir)
+    net = model_from_config(config, load_model_weights(model_dir, config)).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        net(torch.zeros(1, 3, config.image_size, config.image_size))
+    return float(counter.get_total_flops())
+
+
+def sample_jpegs(folder: Path, n: int, side: int) -> list[Path]:
+    """Photo-like JPEG files (smooth colour fields with grain) for runs given no --images."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        low = rng.uniform(0, 255, (6, 6, 3)).astype(np.uint8)
+        field = np.asarray(Image.fromarray(low).resize((side, side), Image.Resampling.BICUBIC))
+        pixels = np.clip(field + rng.normal(0, 10, field.shape), 0, 255).astype(np.uint8)
+        path = folder / f"sample-{i:03d}.jpg"
+        Image.fromarray(pixels).save(path, "JPEG", quality=90)
+        out.append(path)
+    return out
+
+
+def command_line() -> list[str]:
+    found = shutil.which("deepfake-detect")
+    return [found] if found else [sys.executable, "-m", "deepfake_detect.cli"]
+
+
+PEAK_MEMORY = """
+import atexit, os, sys
+def report():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM"))
+    with open(os.environ["DEEPFAKE_DETECT_PEAK_FILE"], "w") as out:
+        out.write(peak)
+atexit.register(report)
+from deepfake_detect.cli import main
+sys.argv = ["deepfake-detect", *sys.argv[1:]]
+main()
+"""
+"""Runs the CLI and writes its peak resident memory (VmHWM, kB) at exit. The peak is read in
+the process itself: what the kernel reports to a parent (wait4's ru_maxrss) includes the
+parent's memory that the child held between fork and exec."""
+
+
+def run_timed(args: list[str]) -> float:
+    """Wall seconds of one command in a new process."""
+    start = time.perf_counter()
+    result = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if result.returncode != 0:
+        error = result.stderr.decode(errors="replace").strip()[-300:]
+        raise RuntimeError(f"{' '.join(args[:4])} ... failed: {error}")
+    return time.perf_counter() - start
+
+
+def peak_memory_mb(cli_args: list[str], tmp: Path) -> float:
+    """Peak resident memory (MB) of `deepfake-detect CLI_ARGS` in a new process."""
+    peak_file = tmp / "peak.txt"
+    env = {**os.environ, "DEEPFAKE_DETECT_PEAK_FILE": str(peak_file)}
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, *cli_args], stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    if result.returncode != 0:
+        error = result.stderr.decode(errors="replace").strip()[-300:]
+        raise RuntimeError(f"predict for the memory run failed: {error}")
+    return int(peak_file.read_text()) / 1024
+
+
+def image_batch(detector, files: list[Path], batch_size: int) -> np.ndarray:
+    arrays = [detector.preprocess(path) for path in files[:batch_size]]
+    while len(arrays) < batch_size:
+        arrays.extend(arrays[: batch_size - len(arrays)])
+    return np.stack(arrays).astype(np.float32)
+
+
+def run_benchmark(
+    model: str | os.PathLike | None = None,
+    images: list[Path] | None = None,
+    *,
+    seconds: float = 10.0,
+    batch_size: int = 32,
+    memory_files: tuple[int, int] = (1000, 10000),
+    say=lambda message: None,
+) -> Benchmark:
+    """Measure every figure of the table in one run (see the module's docstring)."""
+    from deepfake_detect.inference.detector import load_detector, resolve_model
+    from deepfake_detect.inference.inputs import expand_paths
+
+    if model is not None and Path(model).suffix.lower() == ".onnx":
+        raise ValueError("benchmark compares engines: give a model folder, not a .onnx file")
+    model_dir = resolve_model(model)
+    bench = Benchmark(str(model or "bundled"), cpu_count(), batch_size)
+    f = bench.figures
+    with tempfile.TemporaryDirectory(prefix="deepfake-detect-benchmark-") as tmp:
+        if images:
+            files = expand_paths(images)
+        else:
+            files = sample_jpegs(Path(tmp), 64, 256)
+            bench.notes.append("pipeline and memory on synthetic 256 px JPEGs (no --images)")
+        default = load_detector(model_dir)
+        batch = image_batch(default, files, batch_size)
+        say(f"engines at {bench.threads} threads, batch {batch_size}, {seconds:g} s each")
+        measure_engines(bench, model_dir, batch, seconds)
+        f["default_images_s"] = f[
+            "reduced_images_s" if default.engine.precision == "int8" else "onnx_fp32_images_s"
+        ]
+        bench.notes.append(f"default engine: onnx {default.engine.precision}")
+        say("end-to-end pipeline on JPEG files")
+        measure_pipeline(bench, default, files, seconds)
+        say("FLOPs per image and the fp32 GEMM rate")
+        flops = model_flops(model_dir)
+        rate, source = gemm_rate(bench.threads, seconds / ROUNDS)
+        f |= {"flops_per_image": flops, "gemm_flop_s": rate}
+        f["limit_images_s"] = rate / flops if flops else None
+        bench.notes.append(
+            f"GEMM rate: 2048 x 2048 fp32, best of numpy and torch ({source}), best of "
+            f"{ROUNDS} windows of {seconds / ROUNDS:g} s like every rate here"
+        )
+        say("cold start and peak memory in new processes")
+        measure_processes(bench, model, files, Path(tmp), memory_files)
+    return bench
+
+
+def measure_engines(bench: Benchmark, model_dir: Path, batch: np.ndarray, seconds: float):
+    from deepfake_detect.inference.onnx_cache import fresh_engine, onnx_engine_for_folder
+    from deepfake_detect.inference.onnx_files import weights_hash
+
+    f = bench.figures
+    try:
+        import torch
+
+        from deepfake_detect.inference.detector import load_detector
+    except ImportError:
+        f["eager_images_s"] = None
+        bench.notes.append("PyTorch eager not measured: torch is not installed")
+    else:
+        torch.set_num_threads(bench.threads)
+        eager = load_detector(model_dir, device="cpu", engine="torch").engine
+        f["eager_images_s"] = throughput(eager.logits, batch, seconds)
+        del eager
+    fp32 = onnx_engine_for_folder(model_dir, "fp32", bench.threads)
+    f["onnx_fp32_images_s"] = throughput(fp32.logits, batch, seconds)
+    default_sub_batch = fp32.sub_batch
+    for size in (1, 2, 8, 32):  # the evidence for engines.ONNX_SUB_BATCH
+        fp32.sub_batch = size
+        f[f"onnx_fp32_images_s_sub_batch_{size}"] = throughput(fp32.logits, batch, seconds / 2)
+    fp32.sub_batch = default_sub_batch
+    int8 = fresh_engine(model_dir, "int8", weights_hash(model_dir), bench.threads)
+    if int8 is None:
+        f["reduced_images_s"] = None
+        bench.notes.append("no int8 file: make one with `deepfake-detect export --precision int8`")
+    else:
+        f["reduced_images_s"] = throughput(int8.logits, batch, seconds)
+
+
+def measure_pipeline(bench: Benchmark, detector, files: list[Path], seconds: float) -> None:
+    """Images/s from file names to scores, with 0, 1 and 2 decoding threads beside the
+    engine's; the default's figure is `pipeline_images_s`."""
+    from deepfake_detect.inference.detector import default_workers
+
+    n = max(len(files), int(bench.figures["default_images_s"] * seconds / ROUNDS))
+    inputs = (files * math.ceil(n / len(files)))[:n]
+    for workers in (0, 1, 2):
+        best = 0.0
+        for _ in range(ROUNDS):
+            start = time.perf_counter()
+            for _ in detector.iter_scores(inputs, batch_size=bench.batch_size, workers=workers):
+                pass
+            best = max(best, n / (time.perf_counter() - start))
+        bench.figures[f"pipeline_images_s_workers_{workers}"] = best
+    bench.figures["pipeline_images_s"] = bench.figures[
+        f"pipeline_images_s_workers_{default_workers()}"
+    ]
+
+
+def measure_processes(bench, model, files: list[Path], tmp: Path, memory_files) -> None:
+    options = ["--quiet", "predict", *(["--model", str(model)] if model is not None else [])]
+    starts = [run_timed([*command_line(), *options, str(files[0])]) for _ in range(3)]
+    bench.figures["cold_start_s"] = min(starts)
+    for name, count in zip(("small", "large"), memory_files, strict=True):
+        listing = (files * math.ceil(count / len(files)))[:count]
+        output = tmp / f"memory-{count}.jsonl"
+        peak = peak_memory_mb([*options, *map(str, listing), "--output", str(output)], tmp)
+        bench.figures[f"memory_files_{name}"] = count
+        bench.figures[f"peak_rss_mb_{name}"] = peak
+
+
+def format_benchmark(bench: Benchmark) -> str:
+    """The figures, then the ratios against their targets."""
+    f, r = bench.figures, bench.ratios()
+
+    def num(value, spec=".1f"):
+        return "n/a" if value is None else format(value, spec)
+
+    lines = [
+        f"model {bench.model}, {bench.threads} threads, batch {bench.batch_size}",
+        f"machine: {machine_description()}",
+        "",
+        f"PyTorch eager           {num(f.get('eager_images_s')):>8} images/s",
+        f"ONNX fp32               {num(f.get('onnx_fp32_images_s')):>8} images/s "
+        f"(images per call 1/2/8/32: {num(f.get('onnx_fp32_images_s_sub_batch_1'))}/"
+        f"{num(f.get('onnx_fp32_images_s_sub_batch_2'))}/"
+        f"{num(f.get('onnx_fp32_images_s_sub_batch_8'))}/"
+        f"{num(f.get('onnx_fp32_images_s_sub_batch_32'))})",
+        f"ONNX int8               {num(f.get('reduced_images_s')):>8} images/s",
+        f"predict pipeline        {num(f.get('pipeline_images_s')):>8} images/s "
+        f"(decoding threads 0/1/2: {num(f.get('pipeline_images_s_workers_0'))}/"
+        f"{num(f.get('pipeline_images_s_workers_1'))}/{num(f.get('pipeline_images_s_workers_2'))})",
+        f"FLOPs per image         {num((f.get('flops_per_image') or 0) / 1e9, '.3f'):>8} GFLOP",
+        f"fp32 GEMM rate          {num(f['gemm_flop_s'] / 1e9):>8} GFLOP/s",
+        f"fp32 limit              {num(f.get('limit_images_s')):>8} images/s",
+        f"cold start (predict)    {num(f.get('cold_start_s'), '.2f'):>8} s",
+        f"peak memory             {num(f.get('peak_rss_mb_small'), '.0f'):>8} MB for "
+        f"{f.get('memory_files_small')} files, {num(f.get('peak_rss_mb_large'), '.0f')} MB for "
+        f"{f.get('memory_files_large')}",
+        "",
+        f"{'ratio':<34} {'measured':>9} {'target':>8}",
+    ]
+    labels = {
+        "onnx_fp32_vs_eager": "ONNX fp32 / eager",
+        "onnx_fp32_vs_limit": "ONNX fp32 / fp32 limit",
+        "reduced_vs_onnx_fp32": "int8 / ONNX fp32",
+        "pipeline_vs_model": "predict pipeline / model only",
+        "cold_start_s": "cold start, seconds",
+        "memory_10k_vs_1k": "peak memory, large / small",
+    }
+    for key, label in labels.items():
+        target = TARGETS[key]
+        sign = "<" if key in ("cold_start_s", "memory_10k_vs_1k") else ">="
+        lines.append(f"{label:<34} {num(r[key], '.2f'):>9} {sign + format(target, 'g'):>8}")
+    lines += [f"note: {note}" for note in bench.notes]
+    return "\n".join(lines)

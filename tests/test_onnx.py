@@ -1,0 +1,340 @@
+"""The ONNX engine: export and its check, the cache beside the weights, scoring without torch,
+streamed output and the benchmark."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import photo_like, write_class_folders
+
+from deepfake_detect.cli import main
+from deepfake_detect.cli.outputs import PredictionWriter
+from deepfake_detect.errors import ModelError
+from deepfake_detect.inference import load_detector
+from deepfake_detect.inference.export import ExportCheckError, export_onnx
+from deepfake_detect.inference.onnx_files import ONNX_NAMES, WEIGHTS_KEY
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def make_model(folder: Path, seed: int = 0, threshold: float = 0.5, temperature: float = 1.0):
+    """A tiny network with random weights, saved as a model folder."""
+    import torch
+
+    from deepfake_detect.models.checkpoint import save_model
+    from deepfake_detect.models.config import ModelConfig
+    from deepfake_detect.models.networks import build_model
+
+    torch.manual_seed(seed)
+    net = build_model("test_efficientnet")
+    config = ModelConfig(
+        backbone="test_efficientnet", image_size=32, threshold=threshold, temperature=temperature
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder, net.state_dict(), config)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_model(tmp_path_factory.mktemp("tiny") / "model", threshold=0.4, temperature=1.7)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(12):
+        path = folder / f"photo{i:02d}.jpg"
+        photo_like(rng, 48).save(path, "JPEG", quality=85)
+        paths.append(path)
+    return paths
+
+
+def scores(detector, paths) -> np.ndarray:
+    return np.array([p.score for p in detector.score(paths)])
+
+
+def test_onnx_and_torch_engines_agree_on_images(tiny, photos):
+    onnx_scores = scores(load_detector(tiny), photos)
+    torch_scores = scores(load_detector(tiny, device="cpu", engine="torch"), photos)
+    assert np.max(np.abs(onnx_scores - torch_scores)) <= 1e-4
+    assert (tiny / ONNX_NAMES["fp32"]).is_file()  # exported once, beside the weights
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside the clone")
+def test_bundled_engines_agree_on_real_photos():
+    real = sorted((SHARED / "faces140k-sample" / "real").glob("*.jpg"))[:8]
+    fake = sorted((SHARED / "faces140k-sample" / "fake").glob("*.jpg"))[:8]
+    onnx_scores = scores(load_detector(precision="fp32"), real + fake)
+    torch_scores = scores(load_detector(device="cpu", engine="torch"), real + fake)
+    assert np.max(np.abs(onnx_scores - torch_scores)) <= 1e-4
+
+
+def test_the_bundled_int8_file_was_exported_from_the_bundled_weights():
+    from deepfake_detect.inference import BUNDLED_DIR
+    from deepfake_detect.inference.onnx_cache import fresh_engine
+    from deepfake_detect.inference.onnx_files import weights_hash
+
+    engine = fresh_engine(BUNDLED_DIR, "int8", weights_hash(BUNDLED_DIR))
+    assert engine is not None and engine.precision == "int8"
+    size = sum(p.stat().st_size for p in BUNDLED_DIR.glob("model.*") if p.name != "model.onnx")
+    assert size <= 25e6  # what the package ships: the weights and the int8 file
+
+
+def test_an_exported_file_scores_alone_with_its_threshold_and_temperature(tiny, photos, tmp_path):
+    output = tmp_path / "alone.onnx"
+    report = export_onnx(tiny, output, images=[photos[0].parent])
+    assert report.passed and report.check_kind == "real images" and report.max_abs_diff <= 1e-4
+    alone = load_detector(output)
+    assert alone.config.threshold == 0.4 and alone.config.temperature == 1.7
+    assert alone.model_dir is None  # no config.json beside it: the metadata is all it has
+    assert np.allclose(scores(alone, photos), scores(load_detector(tiny), photos), atol=1e-6)
+    with pytest.raises(ValueError, match="--engine onnx"):
+        load_detector(output, engine="torch")
+
+
+def test_a_failed_check_writes_nothing(tiny, tmp_path, monkeypatch):
+    import deepfake_detect.inference.export as export
+
+    monkeypatch.setattr(export, "FP32_TOLERANCE", -1.0)
+    with pytest.raises(ExportCheckError, match="nothing written"):
+        export_onnx(tiny, tmp_path / "bad.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cached_export_follows_the_weights(tmp_path, photos):
+    folder = make_model(tmp_path / "run", seed=1)
+    before = scores(load_detector(folder), photos)
+    make_model(folder, seed=2)  # new weights, same folder
+    after = scores(load_detector(folder), photos)
+    torch_after = scores(load_detector(folder, device="cpu", engine="torch"), photos)
+    assert not np.allclose(before, after)
+    assert np.max(np.abs(after - torch_after)) <= 1e-4
+
+
+def test_a_folder_that_cannot_be_written_exports_into_the_cache(tmp_path, photos, monkeypatch):
+    import deepfake_detect.inference.onnx_cache as onnx_cache
+
+    folder = make_model(tmp_path / "shared-run", seed=4)
+    real_access = onnx_cache.os.access
+    monkeypatch.setattr(
+        onnx_cache.os, "access", lambda p, mode: Path(p) != folder and real_access(p, mode)
+    )
+    detector = load_detector(folder)
+    assert not (folder / ONNX_NAMES["fp32"]).exists()
+    assert detector.engine.path.is_relative_to(onnx_cache.cache_dir())
+    assert detector.engine.metadata[WEIGHTS_KEY] == detector.config.weights_sha256
+
+
+def test_int8_is_calibrated_on_images_and_chosen_only_when_asked(tmp_path, photos):
+    folder = make_model(tmp_path / "quantised", seed=5)
+    with pytest.raises(ValueError, match="--images"):
+        export_onnx(folder, folder / ONNX_NAMES["int8"], precision="int8")
+    with pytest.raises(ModelError, match="no int8 ONNX file"):
+        load_detector(folder, precision="int8")
+    report = export_onnx(folder, folder / ONNX_NAMES["int8"], precision="int8", images=photos)
+    assert report.precision == "int8" and report.check_images == len(photos)
+    assert 0 <= report.flipped <= 1  # reported, not a gate: int8 differs by design
+    detector = load_detector(folder, precision="int8")
+    assert detector.engine.precision == "int8" and detector.info()["precision"] == "int8"
+    assert load_detector(folder).engine.precision == "fp32"  # auto: fp32 while torch exports
+    fp32 = scores(load_detector(folder, precision="fp32"), photos)
+    assert np.max(np.abs(scores(detector, photos) - fp32)) < 0.2
+
+
+NO_TORCH = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "timm", "torchvision", "onnxscript"):
+            raise ImportError(f"No module named {name!r}", name=name)
+if sys.argv[1] == "block":
+    sys.meta_path.insert(0, Block())
+from deepfake_detect.cli import main
+sys.argv = ["deepfake-detect", *sys.argv[2:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "timm", "torchvision"})
+print("LOADED", ",".join(loaded), "CODE", code)
+"""
+
+
+def run_python(mode: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", NO_TORCH, mode, *map(str, args)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_scoring_with_the_onnx_engine_never_imports_torch(tiny, photos, tmp_path):
+    load_detector(tiny)  # the export exists before the subprocess scores
+    result = run_python("watch", "predict", photos[0], "--model", tiny)
+    assert "LOADED  CODE 0" in result.stdout, result.stderr
+    torch_run = run_python("watch", "predict", photos[0], "--model", tiny, "--engine", "torch")
+    assert "torch" in torch_run.stdout.split("LOADED")[1]  # the check can see torch
+
+
+def test_without_torch_installed_an_exported_model_scores_and_exporting_says_what_to_install(
+    tiny, photos, tmp_path
+):
+    exported = tmp_path / "exported.onnx"
+    export_onnx(tiny, exported)
+    result = run_python("block", "predict", photos[0], "--model", exported, "--format", "csv",
+                        "--output", "-")  # fmt: skip
+    assert "CODE 0" in result.stdout, result.stderr
+    assert ",real," in result.stdout or ",fake," in result.stdout
+    fresh = make_model(tmp_path / "never-exported", seed=6)
+    failed = run_python("block", "predict", photos[0], "--model", fresh)
+    assert "CODE 2" in failed.stdout
+    assert "deepfake-detect[torch]" in failed.stderr and failed.stderr.count("\n") == 1
+    export_onnx(fresh, fresh / ONNX_NAMES["int8"], precision="int8", images=photos)
+    fallback = run_python("block", "predict", photos[0], "--model", fresh)
+    assert "CODE 0" in fallback.stdout, fallback.stderr
+    assert "scoring with its int8 file" in fallback.stderr
+
+
+def test_rows_are_written_before_the_last_image_is_read(tiny, photos):
+    detector = load_detector(tiny)
+    out = io.StringIO()
+    writer = PredictionWriter(out, "csv", {**detector.info(), "threshold": 0.4})
+    seen_when_last_read = []
+
+    def inputs():
+        for i, path in enumerate(photos):
+            if i == len(photos) - 1:
+                seen_when_last_read.append(out.getvalue().count("\n"))
+            yield path
+
+    for prediction in detector.iter_scores(inputs(), batch_size=2, workers=1):
+        writer.write(prediction.to_dict())
+    writer.close()
+    assert seen_when_last_read[0] >= 2  # the header and at least the first row
+    assert out.getvalue().count("\n") == len(photos) + 1
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_decoding_threads_change_nothing_but_speed(tiny, photos, workers):
+    detector = load_detector(tiny)
+    expected = [p.to_dict() for p in detector.iter_scores(photos, batch_size=5, workers=0)]
+    got = [p.to_dict() for p in detector.iter_scores(photos, batch_size=5, workers=workers)]
+    assert got == expected
+
+
+def run_cli(args, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["deepfake-detect", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_a_corrupt_file_in_the_middle_of_a_streamed_run_gets_its_error_row(
+    tiny, tmp_path, capsys, monkeypatch, suffix
+):
+    folder = write_class_folders(tmp_path / "images", 6, seed=7, fmt="JPEG")
+    broken = folder / "real" / "real002.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated mid-file
+    output = tmp_path / f"out{suffix}"
+    code, _, err = run_cli(["predict", folder, "--model", tiny, "--output", output,
+                            "--batch-size", "4"], capsys, monkeypatch)  # fmt: skip
+    assert code == 1 and "1 failed" in err
+    text = output.read_text()
+    if suffix == ".csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+    elif suffix == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines()[1:]]
+    else:
+        document = json.loads(text)
+        rows = document["predictions"]
+        assert document["engine"] == "onnx" and document["threshold"] == 0.4
+    assert len(rows) == 12
+    failed = [r for r in rows if r["error"]]
+    assert [Path(r["path"]).name for r in failed] == ["real002.jpg"]
+    assert all(r["score"] not in (None, "") for r in rows if not r["error"])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file
+
+
+def test_an_interrupted_run_leaves_no_output(tiny, photos, tmp_path, capsys, monkeypatch):
+    from deepfake_detect.inference.detector import Detector
+
+    def interrupted(self, *args, **kwargs):
+        yield from ()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Detector, "iter_scores", interrupted)
+    output = tmp_path / "out.csv"
+    code, _, err = run_cli(["predict", *photos, "--model", tiny, "--output", output],
+                           capsys, monkeypatch)  # fmt: skip
+    assert code == 130 and "nothing written" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_command_and_its_errors(tiny, photos, tmp_path, capsys, monkeypatch):
+    output = tmp_path / "cli.onnx"
+    code, out, _ = run_cli(["export", "--model", tiny, "--output", output, "--images",
+                            photos[0].parent], capsys, monkeypatch)  # fmt: skip
+    assert code == 0 and "12 real images" in out and output.is_file()
+    for args, message in [
+        (["--output", tmp_path / "x.pt"], "must end in .onnx"),
+        (["--output", tmp_path / "x.onnx", "--precision", "fp8"], "--precision must be"),
+        (["--output", tmp_path / "x.onnx", "--precision", "int8"], "needs --images"),
+    ]:
+        code, _, err = run_cli(["export", "--model", tiny, *args], capsys, monkeypatch)
+        assert code == 2 and message in err and err.count("\n") == 1
+    code, _, err = run_cli(["predict", photos[0], "--model", tiny, "--engine", "tensorrt"],
+                           capsys, monkeypatch)  # fmt: skip
+    assert code == 2 and "--engine must be onnx or torch" in err
+    code, _, err = run_cli(["predict", photos[0], "--model", tiny, "--device", "cuda"],
+                           capsys, monkeypatch)  # fmt: skip
+    assert code == 2 and "use --engine torch" in err
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a network")
+    code, _, err = run_cli(["predict", photos[0], "--model", bad], capsys, monkeypatch)
+    assert code == 2 and "not a usable ONNX model" in err
+
+
+def test_benchmark_measures_every_figure_in_one_run(tiny, photos):
+    from deepfake_detect.inference.benchmark import format_benchmark, run_benchmark
+
+    result = run_benchmark(tiny, [photos[0].parent], seconds=0.2, memory_files=(4, 8))
+    figures, ratios = result.figures, result.ratios()
+    for key in (
+        "eager_images_s",
+        "onnx_fp32_images_s",
+        "pipeline_images_s",
+        "gemm_flop_s",
+        "flops_per_image",
+        "limit_images_s",
+        "cold_start_s",
+        "peak_rss_mb_large",
+    ):
+        assert figures[key] and figures[key] > 0, key  # fmt: skip
+    assert figures["reduced_images_s"] is None  # no int8 file in this folder: said so
+    assert any("int8" in note for note in result.notes)
+    assert ratios["onnx_fp32_vs_eager"] == figures["onnx_fp32_images_s"] / figures["eager_images_s"]
+    assert ratios["reduced_vs_onnx_fp32"] is None
+    table = format_benchmark(result)
+    assert "ONNX fp32 / fp32 limit" in table and "target" in table
+    json.dumps(result.to_dict())
+
+
+def test_benchmark_options_are_checked(capsys, monkeypatch):
+    code, _, err = run_cli(["benchmark", "--memory-files", "10"], capsys, monkeypatch)
+    assert code == 2 and "--memory-files" in err
