@@ -338,3 +338,21 @@ def test_benchmark_measures_every_figure_in_one_run(tiny, photos):
 def test_benchmark_options_are_checked(capsys, monkeypatch):
     code, _, err = run_cli(["benchmark", "--memory-files", "10"], capsys, monkeypatch)
     assert code == 2 and "--memory-files" in err
+
+
+def test_evaluate_takes_the_engine_and_an_onnx_file(tiny, tmp_path, capsys, monkeypatch):
+    data = write_class_folders(tmp_path / "data", 8, seed=8)
+    exported = tmp_path / "tiny.onnx"
+    export_onnx(tiny, exported)
+    results = {}
+    for name, model, engine in [("onnx", tiny, "onnx"), ("torch", tiny, "torch"),
+                                ("file", exported, "onnx")]:  # fmt: skip
+        output = tmp_path / f"eval-{name}"
+        code, _, err = run_cli(["evaluate", "--model", model, "--data", data, "--output", output,
+                                "--engine", engine, "-q"], capsys, monkeypatch)  # fmt: skip
+        assert code == 0, err
+        results[name] = json.loads((output / "metrics.json").read_text())
+    assert results["onnx"]["engine"] == "onnx" and results["torch"]["engine"] == "torch"
+    for name in ("torch", "file"):
+        assert results[name]["roc_auc"] == pytest.approx(results["onnx"]["roc_auc"], abs=1e-6)
+        assert results[name]["loss"] == pytest.approx(results["onnx"]["loss"], abs=1e-4)
