@@ -71,7 +71,8 @@ PrecisionOption = Annotated[
     str,
     typer.Option(
         metavar="P",
-        help="onnx engine: auto (the int8 file when the model ships one, else fp32), fp32, int8.",
+        help="onnx engine: auto (fp32; the model's int8 file when torch is missing to export "
+        "fp32), fp32 or int8.",
     ),
 ]
 WorkersOption = Annotated[
