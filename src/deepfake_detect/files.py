@@ -85,6 +85,15 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def cache_root() -> Path:
+    """The user's cache for this tool: $DEEPFAKE_DETECT_CACHE, else
+    $XDG_CACHE_HOME/deepfake-detect, else ~/.cache/deepfake-detect. Each user of it takes a
+    subfolder (audit reports, ONNX exports)."""
+    if os.environ.get("DEEPFAKE_DETECT_CACHE"):
+        return Path(os.environ["DEEPFAKE_DETECT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepfake-detect"
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -226,9 +226,9 @@ def load_detector(
     """Load a detector from a run folder, an exported .onnx file, or the bundled model (None).
 
     engine onnx (the default) scores on the CPU with ONNX Runtime, without importing torch; a
-    run folder is exported to ONNX once, beside its weights. precision auto picks the folder's
-    int8 file when it ships one (the bundled model does), else fp32. engine torch runs PyTorch,
-    on a GPU when device allows.
+    run folder is exported to ONNX once, beside its weights. precision auto is fp32, or the
+    folder's int8 file when torch is missing to export fp32 (the bundled model ships one).
+    engine torch runs PyTorch, on a GPU when device allows.
     """
     from deepfake_detect.devices import check_device_name
     from deepfake_detect.inference.engines import OnnxEngine, check_engine_name

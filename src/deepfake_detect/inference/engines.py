@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from deepfake_detect.errors import ModelError
+from deepfake_detect.inference.onnx_files import PRECISION_KEY
 
 ENGINES = ("onnx", "torch")
 ONNX_SUB_BATCH = 2
@@ -105,7 +106,7 @@ class OnnxEngine:
             raise ModelError(f"{self.path}: expected one image input (N, 3, H, W)")
         self.input_name = inputs[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.precision = self.metadata.get("deepfake_detect.precision", "fp32")
+        self.precision = self.metadata.get(PRECISION_KEY, "fp32")
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, np.float32)

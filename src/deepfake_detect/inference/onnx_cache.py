@@ -32,12 +32,12 @@ def fresh_engine(
             continue
         try:
             engine = OnnxEngine(path, threads=threads)
-        except ModelError:  # truncated or foreign: export it again
-            log.info("%s: unreadable; exporting again", path)
+        except ModelError:  # truncated or foreign
+            log.info("%s: unreadable; ignoring it", path)
             continue
         if engine.metadata.get(WEIGHTS_KEY) == weights_sha256:
             return engine
-        log.info("%s: exported from other weights; exporting again", path)
+        log.info("%s: exported from other weights; ignoring it", path)
     return None
 
 
@@ -56,8 +56,8 @@ def onnx_engine_for_folder(
     """
     check_precision_name(precision)
     weights_sha256 = weights_hash(model_dir)
-    int8 = fresh_engine(model_dir, "int8", weights_sha256, threads) if precision != "fp32" else None
     if precision == "int8":
+        int8 = fresh_engine(model_dir, "int8", weights_sha256, threads)
         if int8 is None:
             raise ModelError(
                 f"{model_dir}: no int8 ONNX file for these weights; make one with "
@@ -71,6 +71,11 @@ def onnx_engine_for_folder(
     try:
         return OnnxEngine(export_once(model_dir, weights_sha256), threads=threads)
     except NeedsTorch:
+        int8 = (
+            fresh_engine(model_dir, "int8", weights_sha256, threads)
+            if precision == "auto"
+            else None
+        )
         if int8 is None:
             raise
         log.warning(

@@ -12,11 +12,10 @@ Nothing here imports torch: exporting does (`inference.export`), only when a fil
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from deepfake_detect.errors import ModelError
-from deepfake_detect.files import sha256_file
+from deepfake_detect.files import cache_root, sha256_file
 from deepfake_detect.models.config import WEIGHTS_NAME, ModelConfig
 
 PRECISIONS = ("fp32", "int8")
@@ -60,16 +59,13 @@ def config_from_metadata(path: Path, metadata: dict[str, str]) -> ModelConfig:
 
 
 def cache_dir() -> Path:
-    """The user's cache for exports of models in folders that cannot be written to."""
-    if os.environ.get("DEEPFAKE_DETECT_CACHE"):
-        return Path(os.environ["DEEPFAKE_DETECT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "deepfake-detect"
+    """Where exports of models in folders that cannot be written to go."""
+    return cache_root() / "onnx"
 
 
 def candidate_paths(model_dir: Path, precision: str, weights_sha256: str) -> list[Path]:
     """Where an ONNX file of this folder may be: beside the weights, then in the cache."""
-    cached = cache_dir() / "onnx" / f"{weights_sha256[:24]}.{ONNX_NAMES[precision]}"
+    cached = cache_dir() / f"{weights_sha256[:24]}.{ONNX_NAMES[precision]}"
     return [model_dir / ONNX_NAMES[precision], cached]
 
 

@@ -14,7 +14,7 @@ from deepfake_detect.data.audit.facts import AUDIT_VERSION, ImageFacts
 from deepfake_detect.data.audit.report import AuditReport, compute_facts, report_from_facts
 from deepfake_detect.data.datasets import ImageRecord
 from deepfake_detect.errors import DataError
-from deepfake_detect.files import atomic_write_json
+from deepfake_detect.files import atomic_write_json, cache_root
 
 # ---------------------------------------------------------------------------------------------
 # Cache
@@ -22,11 +22,7 @@ from deepfake_detect.files import atomic_write_json
 
 def default_cache_dir() -> Path:
     """$DEEPFAKE_DETECT_CACHE, else $XDG_CACHE_HOME/deepfake-detect, else ~/.cache/..., + audit."""
-    base = os.environ.get("DEEPFAKE_DETECT_CACHE")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        base = Path(xdg) / "deepfake-detect"
-    return Path(base) / "audit"
+    return cache_root() / "audit"
 
 
 def cached_audit(
