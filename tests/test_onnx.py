@@ -301,6 +301,9 @@ def test_export_command_and_its_errors(tiny, photos, tmp_path, capsys, monkeypat
     code, _, err = run_cli(["predict", photos[0], "--model", tiny, "--engine", "tensorrt"],
                            capsys, monkeypatch)  # fmt: skip
     assert code == 2 and "--engine must be onnx or torch" in err
+    code, _, err = run_cli(["predict", photos[0], "--model", tiny, "--workers", "-1"],
+                           capsys, monkeypatch)  # fmt: skip
+    assert code == 2 and "--workers must be 0 or more" in err
     code, _, err = run_cli(["predict", photos[0], "--model", tiny, "--device", "cuda"],
                            capsys, monkeypatch)  # fmt: skip
     assert code == 2 and "use --engine torch" in err

@@ -49,8 +49,9 @@ def export(
     check_output_path(output)
     report = export_onnx(resolve_model(model), output, precision=precision, images=images)
     size = output.stat().st_size / 1e6
+    kind = report.check_kind if report.check_images != 1 else report.check_kind[:-1]
     say(
         f"wrote {output} ({report.precision}, {size:.1f} MB); ONNX Runtime vs PyTorch on "
-        f"{report.check_images} {report.check_kind}: max |difference in P(fake)| "
+        f"{report.check_images} {kind}: max |difference in P(fake)| "
         f"{report.max_abs_diff:.1e}, {report.flipped:.1%} of labels changed"
     )

@@ -153,6 +153,8 @@ class Detector:
         `workers` threads; 0 decodes in this thread) overlaps scoring this one."""
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
+        if workers is not None and workers < 0:
+            raise ValueError(f"--workers must be 0 or more, got {workers}")
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         workers = default_workers() if workers is None else workers
         if _is_single(inputs):
