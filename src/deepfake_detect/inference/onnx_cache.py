@@ -92,7 +92,7 @@ def export_once(model_dir: Path, weights_sha256: str) -> Path:
         import torch  # noqa: F401  (exporting needs it: say so before anything else)
     except ImportError as exc:
         raise NeedsTorch(
-            f"{model_dir}: has no ONNX file yet, and exporting one needs PyTorch "
+            f"{model_dir}: has no fp32 ONNX file yet, and exporting one needs PyTorch "
             f"({exc.name} is not installed): pip install 'deepfake-detect[torch]', "
             "or score with a .onnx file"
         ) from None
