@@ -6,7 +6,19 @@ class DetectorError(Exception):
 
 
 class ImageError(DetectorError):
-    """An image that cannot be read: unsupported, corrupt, truncated or too large."""
+    """An image that cannot be read: unsupported, corrupt, truncated or too large.
+
+    Its subclasses tell a caller that answers in kinds (the HTTP service's 415 and 413) which
+    kind; a plain `ImageError` is a file that claims to be an image and is broken.
+    """
+
+
+class UnsupportedImageError(ImageError):
+    """Not an image, or a format this installation does not decode."""
+
+
+class ImageTooLargeError(ImageError):
+    """Over the file-size or pixel limit, refused before its pixels are decoded."""
 
 
 class DataError(DetectorError):

@@ -19,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
-from deepfake_detect.errors import ImageError
+from deepfake_detect.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 
 MAX_IMAGE_PIXELS: int = 40_000_000
 """Default limit on width * height, checked before any pixel is decoded (decompression bombs).
@@ -142,7 +142,7 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
 
 def _check_file_size(name: str, size: int) -> None:
     if size > MAX_FILE_BYTES:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{name}: file is {size / 2**20:.0f} MiB, over the limit of "
             f"{MAX_FILE_BYTES / 2**20:.0f} MiB for an image"
         )
@@ -307,7 +307,7 @@ def _detect_format(name: str, data: bytes) -> str:
         raise ImageError(f"{name}: empty file")
     image_format = sniff_format(data[:SNIFF_BYTES])
     if image_format is None:
-        raise ImageError(f"{name}: {_UNSUPPORTED}")
+        raise UnsupportedImageError(f"{name}: {_UNSUPPORTED}")
     return image_format
 
 
@@ -316,7 +316,9 @@ def _open(name: str, data: bytes, image_format: str) -> Image.Image:
     if image_format == "HEIF":
         _register_heif(name)
     elif image_format == "AVIF" and image_format not in Image.registered_extensions().values():
-        raise ImageError(f"{name}: AVIF image, but this Pillow cannot decode AVIF (upgrade it)")
+        raise UnsupportedImageError(
+            f"{name}: AVIF image, but this Pillow cannot decode AVIF (upgrade it)"
+        )
     try:
         return open_quietly(data, image_format)
     except Image.UnidentifiedImageError:
@@ -325,7 +327,9 @@ def _open(name: str, data: bytes, image_format: str) -> Image.Image:
         # Pillow refuses images over twice its own MAX_IMAGE_PIXELS while opening them, before
         # their size reaches us, and warns above MAX_IMAGE_PIXELS (an exception where warnings
         # are errors). Its message gives the pixel count and its limit.
-        raise ImageError(f"{name}: image is too large to decode safely ({_reason(exc)})") from None
+        raise ImageTooLargeError(
+            f"{name}: image is too large to decode safely ({_reason(exc)})"
+        ) from None
     except _DECODE_ERRORS as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({_reason(exc)})") from None
 
@@ -335,7 +339,7 @@ def _register_heif(name: str) -> None:
     try:
         import pillow_heif
     except ImportError:
-        raise ImageError(f"{name}: {HEIF_HINT}") from None
+        raise UnsupportedImageError(f"{name}: {HEIF_HINT}") from None
     if "HEIF" not in Image.registered_extensions().values():
         pillow_heif.register_heif_opener()
 
@@ -412,7 +416,7 @@ def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:
     decoded yet and a tiny file claiming enormous dimensions costs no memory."""
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{name}: image is {width}x{height} pixels, over the limit of {max_pixels}"
         )
 
