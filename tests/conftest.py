@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deepfake_detect.serving.local import serve_in_thread
+
 IMAGE_SIZE = 32
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 TINY = dict(
@@ -73,6 +75,27 @@ def write_class_folders(root: Path, n_per_class: int, seed: int, fmt: str = "PNG
             suffix = ".png" if fmt == "PNG" else ".jpg"
             synthetic_image(rng, label == "fake").save(folder / f"{label}{i:03d}{suffix}", fmt)
     return root
+
+
+def make_model(folder: Path, seed: int = 0, threshold: float = 0.5, temperature: float = 1.0):
+    """A tiny network with random weights, saved as a model folder."""
+    import torch
+
+    from deepfake_detect.models.checkpoint import save_model
+    from deepfake_detect.models.config import ModelConfig
+    from deepfake_detect.models.networks import build_model
+
+    torch.manual_seed(seed)
+    net = build_model("test_efficientnet")
+    config = ModelConfig(
+        backbone="test_efficientnet", image_size=32, threshold=threshold, temperature=temperature
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder, net.state_dict(), config)
+    return folder
+
+
+running_server = serve_in_thread  # the service on 127.0.0.1, for tests
 
 
 @pytest.fixture(scope="session", autouse=True)

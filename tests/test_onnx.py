@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import photo_like, write_class_folders
+from conftest import make_model, photo_like, write_class_folders
 
 from deepfake_detect.cli import main
 from deepfake_detect.cli.outputs import PredictionWriter
@@ -22,24 +22,6 @@ from deepfake_detect.inference.export import ExportCheckError, export_onnx
 from deepfake_detect.inference.onnx_files import ONNX_NAMES, WEIGHTS_KEY
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def make_model(folder: Path, seed: int = 0, threshold: float = 0.5, temperature: float = 1.0):
-    """A tiny network with random weights, saved as a model folder."""
-    import torch
-
-    from deepfake_detect.models.checkpoint import save_model
-    from deepfake_detect.models.config import ModelConfig
-    from deepfake_detect.models.networks import build_model
-
-    torch.manual_seed(seed)
-    net = build_model("test_efficientnet")
-    config = ModelConfig(
-        backbone="test_efficientnet", image_size=32, threshold=threshold, temperature=temperature
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    save_model(folder, net.state_dict(), config)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from deepfake_detect.cli import audit, benchmark, evaluate, export, predict, train
+from deepfake_detect.cli import audit, benchmark, evaluate, explain, export, predict, serve, train
 from deepfake_detect.cli.common import setup, state
 from deepfake_detect.errors import DetectorError
 from deepfake_detect.version import __version__
@@ -67,6 +67,8 @@ COMMANDS = (
     predict.predict,
     export.export,
     benchmark.benchmark,
+    explain.explain,
+    serve.serve,
 )
 for command in COMMANDS:
     app.command()(command)
