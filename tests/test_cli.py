@@ -105,7 +105,7 @@ def test_predict_writes_each_format(kaggle_run, kaggle_root, tmp_path, capsys, m
     if suffix == ".csv":
         with open(out) as f:
             rows = list(csv.DictReader(f))
-        assert list(rows[0]) == ["path", "score", "label", "error", "threshold"]
+        assert list(rows[0]) == ["path", "score", "label", "error", "provenance", "threshold"]
         assert {float(r["threshold"]) for r in rows} == {threshold}
     elif suffix == ".json":
         document = json.loads(out.read_text())
@@ -120,7 +120,7 @@ def test_predict_writes_each_format(kaggle_run, kaggle_root, tmp_path, capsys, m
     assert failed[0]["path"] == str(bad) and failed[0]["score"] in ("", None)
     if suffix != ".csv":  # the model and its threshold once, in the header, not in every row
         assert header["threshold"] == threshold and header["weights_sha256"] and header["model"]
-        assert all(set(r) == {"path", "score", "label", "error"} for r in rows)
+        assert all(set(r) == {"path", "score", "label", "error", "provenance"} for r in rows)
 
 
 def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, monkeypatch):
@@ -252,7 +252,7 @@ def test_quiet_before_or_after_the_command_leaves_only_the_requested_output(
     args = ["-q", *args] if where == "before" else [*args, "--quiet"]
     code, stdout, err = run_cli(args, capsys, monkeypatch)
     assert code == 0 and err == ""
-    assert stdout.splitlines()[0] == "path,score,label,error,threshold"
+    assert stdout.splitlines()[0] == "path,score,label,error,provenance,threshold"
     assert len(stdout.splitlines()) == 2
     code, stdout, err = run_cli(
         ["evaluate", "--model", str(kaggle_run), "--data", str(kaggle_root), "--output",

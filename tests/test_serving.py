@@ -358,3 +358,21 @@ def test_the_service_keeps_its_openapi_contract(case):
 
     excluded = [positive_data_acceptance] if case.path == "/v1/predict" else []
     case.call_and_validate(excluded_checks=excluded)
+
+
+def test_each_result_carries_the_files_provenance_apart_from_its_score(client, model):
+    from provenance_files import c2pa_signed_jpeg, sd_png
+
+    signed, sd, plain = c2pa_signed_jpeg(), sd_png(), jpeg(7)
+    answer = client.post("/v1/predict", files=files(("s.jpg", signed), ("sd.png", sd),
+                                                    ("p.jpg", plain)))  # fmt: skip
+    assert answer.status_code == 200
+    by_name = {r["filename"]: r for r in answer.json()["results"]}
+    c2pa = by_name["s.jpg"]["provenance"]["c2pa"]
+    assert c2pa["signature"] == "valid" and c2pa["digital_source_type"] == "trainedAlgorithmicMedia"
+    assert by_name["sd.png"]["provenance"]["traces"][0]["field"] == "png:parameters"
+    assert by_name["p.jpg"]["provenance"] == {"summary": "none", "ai_claimed": False, "c2pa": None,
+                                              "traces": [], "error": None}  # fmt: skip
+    expected = load_detector(model).score([signed, sd, plain])
+    got = [by_name[n]["score"] for n in ("s.jpg", "sd.png", "p.jpg")]
+    assert got == pytest.approx([p.score for p in expected], abs=1e-9)

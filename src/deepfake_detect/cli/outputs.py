@@ -15,13 +15,14 @@ from typing import IO
 
 from deepfake_detect.cli.common import STDOUT
 
-CSV_FIELDS = ["path", "score", "label", "error", "threshold"]
+CSV_FIELDS = ["path", "score", "label", "error", "provenance", "threshold"]
 
 
 class PredictionWriter:
-    """One record at a time. CSV: path,score,label,error,threshold. JSON Lines: the header
-    object (model, engine, threshold) first, then one line per prediction. JSON: one object,
-    the header's fields and "predictions", closed by `close`. table: aligned columns."""
+    """One record at a time. CSV: path,score,label,error,provenance,threshold (provenance as
+    its one-line summary; empty when not read). JSON Lines: the header object (model, engine,
+    threshold) first, then one line per prediction. JSON: one object, the header's fields and
+    "predictions", closed by `close` (provenance as an object). table: aligned columns."""
 
     def __init__(self, out: IO[str], kind: str, header: dict, width: int = 40) -> None:
         self.out, self.kind, self.header, self.width = out, kind, header, width
@@ -35,11 +36,17 @@ class PredictionWriter:
             opening = json.dumps(header, indent=2)[:-2]  # without the closing "\n}"
             out.write(opening + ',\n  "predictions": [')
         else:
-            out.write(f"{'path':<{width}}  {'score':>6}  {'label':<5}  {'threshold':>9}  error\n")
+            out.write(
+                f"{'path':<{width}}  {'score':>6}  {'label':<5}  {'threshold':>9}  "
+                "error / provenance\n"
+            )
 
     def write(self, record: dict) -> None:
         if self.kind == "csv":
-            self.csv.writerow({**record, "threshold": self.header["threshold"]})
+            provenance = provenance_summary(record)
+            self.csv.writerow(
+                {**record, "provenance": provenance, "threshold": self.header["threshold"]}
+            )
         elif self.kind == "jsonl":
             self.out.write(json.dumps(record) + "\n")
         elif self.kind == "json":
@@ -56,10 +63,18 @@ class PredictionWriter:
 
 def table_row(record: dict, threshold: float, width: int) -> str:
     score = "" if record["score"] is None else f"{record['score']:.4f}"
+    provenance = provenance_summary(record)
+    note = record["error"] or ("" if provenance in ("", "none") else f"provenance: {provenance}")
     return (
         f"{record['path']:<{width}}  {score:>6}  {record['label'] or '':<5}  "
-        f"{threshold:>9.4f}  {record['error'] or ''}"
+        f"{threshold:>9.4f}  {note}"
     )
+
+
+def provenance_summary(record: dict) -> str:
+    """The one-line summary of a record's provenance; empty when it was not read."""
+    provenance = record.get("provenance")
+    return provenance["summary"] if provenance else ""
 
 
 @contextlib.contextmanager

@@ -52,6 +52,15 @@ def predict(
     workers: WorkersOption = None,
     device: DeviceOption = "auto",
     max_pixels: MaxPixelsOption = None,
+    provenance: Annotated[
+        bool,
+        typer.Option(
+            "--provenance/--no-provenance",
+            help="Also report what each file's metadata claims about its origin (C2PA "
+            "Content Credentials, generator traces): a separate signal, never mixed into the "
+            "score; 'none' is no evidence either way.",
+        ),
+    ] = True,
     quiet: QuietOption = False,
 ) -> None:
     """Score images: P(fake) and a real/fake label for each, with the threshold between them.
@@ -73,7 +82,9 @@ def predict(
     header = {**detector.info(), "threshold": cut}
     width = max([len("path"), *(len(str(f)) for f in files)])
     counts = Counter()
-    scores = detector.iter_scores(files, batch_size=batch_size, threshold=cut, workers=workers)
+    scores = detector.iter_scores(
+        files, batch_size=batch_size, threshold=cut, workers=workers, provenance=provenance
+    )
     with (
         prediction_writer(output, kind, header, width) as writer,
         progress_bar(len(files), "scoring", show_progress()) as bar,

@@ -204,12 +204,15 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     The result holds its own pixels: no file stays open and nothing is decoded lazily.
     `max_pixels` defaults to `max_pixels_limit()`.
     """
-    max_pixels = max_pixels_limit() if max_pixels is None else _check_limit(max_pixels)
-    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check must not refuse it first
     if isinstance(source, Image.Image):
-        return _decode(source, "<image>", max_pixels)
-    name, data = _read_source(source)
+        return _decode(source, "<image>", _pixel_limit(max_pixels))
+    name, data = read_source(source)
+    return decode_image(name, data, max_pixels=max_pixels)
+
+
+def decode_image(name: str, data: bytes, *, max_pixels: int | None = None) -> Image.Image:
+    """`load_image` for a file's bytes already read: errors start with `name`."""
+    max_pixels = _pixel_limit(max_pixels)
     image_format = _detect_format(name, data)
     image = _open(name, data, image_format)
     with image:
@@ -217,6 +220,13 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
             _check_size(image, name, max_pixels)
             check_jpeg_complete(name, data)
         return _decode(image, name, max_pixels)
+
+
+def _pixel_limit(max_pixels: int | None) -> int:
+    max_pixels = max_pixels_limit() if max_pixels is None else _check_limit(max_pixels)
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check must not refuse it first
+    return max_pixels
 
 
 def resize_image(
@@ -276,7 +286,7 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _read_source(source: ImageSource) -> tuple[str, bytes]:
+def read_source(source: ImageSource) -> tuple[str, bytes]:
     """The name for messages and the whole encoded file, whatever kind of source it is."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>", bytes(source)

@@ -3,12 +3,15 @@
 >>> from deepfake_detect import load_detector
 >>> detector = load_detector("runs/lite0")          # a run folder, a .onnx file; None = bundled
 >>> [p.to_dict() for p in detector.score(["face.jpg"])]
-[{'path': 'face.jpg', 'score': 0.97, 'label': 'fake', 'error': None}]
+[{'path': 'face.jpg', 'score': 0.97, 'label': 'fake', 'error': None, 'provenance': None}]
+>>> detector.score(["face.png"], provenance=True)[0].provenance["summary"]  # what the file claims
+'metadata: ComfyUI (png:prompt, png:workflow)'
 >>> load_detector(engine="torch")                  # PyTorch instead of ONNX Runtime
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Iterable, Iterator
@@ -20,7 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deepfake_detect.data.images import load_image, preprocess
+from deepfake_detect.data.images import decode_image, load_image, preprocess, read_source
+from deepfake_detect.data.provenance import read_provenance
 from deepfake_detect.errors import DetectorError, ModelError
 from deepfake_detect.inference.engines import Engine, TorchEngine
 from deepfake_detect.inference.inputs import expand_paths, scan_inputs  # noqa: F401 (re-export)
@@ -31,12 +35,15 @@ ImageInput = str | os.PathLike | bytes | Image.Image
 
 @dataclass(frozen=True)
 class Prediction:
-    """One scored input: score = P(fake) in [0, 1], or an error and no score."""
+    """One scored input: score = P(fake) in [0, 1], or an error and no score. `provenance`
+    (asked for with provenance=True) is what the file's metadata claims about its origin
+    (`data.provenance.Provenance.to_dict`), beside the score and never mixed into it."""
 
     path: str
     score: float | None
     label: str | None
     error: str | None = None
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +118,16 @@ class Detector:
         c = self.config
         return preprocess(load_image(item), c.image_size, c.mean, c.std, c.interpolation)
 
+    def _load(self, item: ImageInput, provenance: bool) -> tuple[np.ndarray, dict | None]:
+        """The model's input, and the file's provenance when asked (from the same bytes)."""
+        if not provenance or isinstance(item, Image.Image):
+            return self.preprocess(item), None
+        c = self.config
+        name, data = read_source(item)
+        image = decode_image(name, data)
+        array = preprocess(image, c.image_size, c.mean, c.std, c.interpolation)
+        return array, read_provenance(data).to_dict()
+
     def score_arrays(self, batch: np.ndarray) -> np.ndarray:
         """P(fake) for a batch of preprocessed images (N, 3, H, W)."""
         # float64: a calibrated logit divided by T < 1 must not saturate float32 at 0 or 1
@@ -125,17 +142,24 @@ class Detector:
         threshold: float | None = None,
         workers: int | None = None,
         progress: bool = False,
+        provenance: bool = False,
     ) -> list[Prediction]:
         """Score paths, bytes or PIL images; unreadable inputs get an error and no score.
 
         `progress` shows a bar (images/s, ETA) on stderr. For long runs, `iter_scores` yields
         each prediction as soon as its batch is scored, holding two batches at most.
+        `provenance` adds what each file's metadata says about its origin (C2PA, generator
+        traces); a PIL image has no file, so none.
         """
         from deepfake_detect.progress import progress_bar
 
         total = len(inputs) if hasattr(inputs, "__len__") and not _is_single(inputs) else None
         scores = self.iter_scores(
-            inputs, batch_size=batch_size, threshold=threshold, workers=workers
+            inputs,
+            batch_size=batch_size,
+            threshold=threshold,
+            workers=workers,
+            provenance=provenance,
         )
         if not progress:
             return list(scores)
@@ -147,7 +171,7 @@ class Detector:
         return out
 
     def iter_scores(
-        self, inputs, *, batch_size=32, threshold=None, workers=None
+        self, inputs, *, batch_size=32, threshold=None, workers=None, provenance=False
     ) -> Iterator[Prediction]:
         """Predictions in input order, as each batch is scored. Decoding the next batch (in
         `workers` threads; 0 decodes in this thread) overlaps scoring this one."""
@@ -161,38 +185,42 @@ class Detector:
             inputs = [inputs]
         items = iter(inputs)  # consumed a batch at a time: inputs may be a long generator
         chunks = iter(lambda: list(itertools.islice(items, batch_size)), [])
+        load = functools.partial(self._safe_load, provenance=provenance)
         if workers < 1:
             start = 0
             for chunk in chunks:
-                loaded = [self._safe_preprocess(item) for item in chunk]
+                loaded = [load(item) for item in chunk]
                 yield from self._score_chunk(chunk, loaded, start, threshold)
                 start += len(chunk)
             return
         with ThreadPoolExecutor(workers) as pool:  # PIL decodes and resizes without the GIL
             start = 0
-            ahead = _submit(pool, self._safe_preprocess, next(chunks, None))
+            ahead = _submit(pool, load, next(chunks, None))
             while ahead is not None:
                 chunk, futures = ahead
                 loaded = [future.result() for future in futures]
-                ahead = _submit(pool, self._safe_preprocess, next(chunks, None))
+                ahead = _submit(pool, load, next(chunks, None))
                 yield from self._score_chunk(chunk, loaded, start, threshold)
                 start += len(chunk)
 
-    def _safe_preprocess(self, item: ImageInput) -> np.ndarray | str:
+    def _safe_load(
+        self, item: ImageInput, provenance: bool
+    ) -> tuple[np.ndarray, dict | None] | str:
         try:
-            return self.preprocess(item)
+            return self._load(item, provenance)
         except DetectorError as exc:
             return str(exc)
 
     def _score_chunk(self, chunk, loaded, offset, threshold) -> Iterator[Prediction]:
-        good = [i for i, x in enumerate(loaded) if isinstance(x, np.ndarray)]
-        scores = self.score_arrays(np.stack([loaded[i] for i in good])) if good else []
+        good = [i for i, x in enumerate(loaded) if not isinstance(x, str)]
+        scores = self.score_arrays(np.stack([loaded[i][0] for i in good])) if good else []
         by_index = dict(zip(good, scores, strict=True))
         for i, item in enumerate(chunk):
             name = describe_input(item, offset + i)
             if i in by_index:
                 score = float(by_index[i])
-                yield Prediction(name, score, "fake" if score >= threshold else "real")
+                label = "fake" if score >= threshold else "real"
+                yield Prediction(name, score, label, provenance=loaded[i][1])
             else:
                 yield Prediction(name, None, None, loaded[i])
 

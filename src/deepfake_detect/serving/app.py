@@ -250,7 +250,7 @@ async def _one(state: ServiceState, detector: Detector, upload: Upload, explain:
     result = {
         "filename": upload.filename, "score": None, "label": None, "threshold": c.threshold,
         "model": {"name": c.name, "version": c.version, "weights_sha256": c.weights_sha256},
-        "image": None, "warnings": [], "heatmap_png": None, "error": None,
+        "image": None, "provenance": None, "warnings": [], "heatmap_png": None, "error": None,
     }  # fmt: skip
     loop = asyncio.get_running_loop()
     try:
@@ -261,6 +261,7 @@ async def _one(state: ServiceState, detector: Detector, upload: Upload, explain:
         result["error"] = {"status": status_of(exc), "detail": str(exc)}
         return result
     result["image"] = prepared.facts
+    result["provenance"] = prepared.provenance
     result["warnings"] = prepared.warnings
     score = await state.batcher.score(prepared.array)
     result["score"] = score

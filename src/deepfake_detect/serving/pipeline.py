@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from deepfake_detect.data.audit.facts import estimate_jpeg_quality
-from deepfake_detect.data.images import load_image, open_quietly, preprocess, sniff_format
+from deepfake_detect.data.images import decode_image, open_quietly, preprocess, sniff_format
+from deepfake_detect.data.provenance import read_provenance
 from deepfake_detect.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 from deepfake_detect.models.config import ModelConfig
 
@@ -25,11 +26,13 @@ trained on quality 60-95, and blocking hides the traces it reads."""
 
 @dataclass
 class Prepared:
-    """A decoded upload: the image, the model's input, what the file is, and warnings."""
+    """A decoded upload: the image, the model's input, what the file is, what its metadata
+    claims about its origin, and warnings."""
 
     image: Image.Image
     array: np.ndarray
     facts: dict
+    provenance: dict
     warnings: list[str] = field(default_factory=list)
 
 
@@ -44,22 +47,13 @@ def status_of(error: ImageError) -> int:
 
 def prepare(data: bytes, name: str, config: ModelConfig, max_pixels: int | None) -> Prepared:
     """Decode `data` completely (or raise `ImageError` naming `name`) and preprocess it."""
-    try:
-        image = load_image(data, max_pixels=max_pixels)
-    except ImageError as exc:
-        raise type(exc)(_renamed(str(exc), name)) from None
+    image = decode_image(name, data, max_pixels=max_pixels)
     image_format = sniff_format(data[:32]) or "unknown"
     facts = {"width": image.width, "height": image.height, "format": image_format,
              "bytes": len(data)}  # fmt: skip
     warnings = _warnings(image, image_format, data, config)
     array = preprocess(image, config.image_size, config.mean, config.std, config.interpolation)
-    return Prepared(image, array, facts, warnings)
-
-
-def _renamed(message: str, name: str) -> str:
-    """The loader names raw bytes '<bytes>'; the user knows the file by its name."""
-    prefix = "<bytes>: "
-    return f"{name}: {message[len(prefix):]}" if message.startswith(prefix) else message
+    return Prepared(image, array, facts, read_provenance(data).to_dict(), warnings)
 
 
 def _warnings(image: Image.Image, image_format: str, data: bytes, config: ModelConfig):

@@ -29,6 +29,36 @@ class ImageInfo(BaseModel):
     bytes: int
 
 
+class C2paCredentials(BaseModel):
+    claim_generator: str | None = None
+    digital_source_type: str | None = Field(
+        None, description="IPTC term, e.g. trainedAlgorithmicMedia (made by a generative model)"
+    )
+    ai_generated: bool = False
+    signature: str = Field(
+        description="trusted, valid (signer on no trust list here), invalid, or unchecked"
+    )
+    signer: str | None = None
+    failures: list[str] = []
+
+
+class GeneratorTrace(BaseModel):
+    field: str = Field(description="where: png:parameters, exif:Software, xmp:CreatorTool, ...")
+    generator: str
+    excerpt: str
+
+
+class Provenance(BaseModel):
+    """What the file itself claims about its origin; a separate signal from the score.
+    summary "none" is no evidence either way: most shared images are stripped of metadata."""
+
+    summary: str
+    ai_claimed: bool
+    c2pa: C2paCredentials | None = None
+    traces: list[GeneratorTrace] = []
+    error: str | None = None
+
+
 class ItemError(BaseModel):
     status: int = Field(description="what the status would be had this been the only file")
     detail: str
@@ -41,6 +71,7 @@ class Result(BaseModel):
     threshold: float
     model: ModelRef
     image: ImageInfo | None = None
+    provenance: Provenance | None = None
     warnings: list[str] = []
     heatmap_png: str | None = Field(
         None, description="base64 PNG: the Grad-CAM heat-map over the image (explain=true)"

@@ -226,8 +226,22 @@
       const { width, height, format, bytes } = result.image;
       body.append(el("p", "facts muted small", `${width}×${height} ${format} · ${formatBytes(bytes)}`));
     }
+    if (result.provenance) body.append(provenanceLine(result.provenance));
     showWarnings(body, result.warnings || []);
     if (result.heatmap_png) showHeatmap(view, result.heatmap_png);
+  }
+
+  // What the file's metadata claims: a separate signal, shown apart from the verdict
+  function provenanceLine(provenance) {
+    const claimed = provenance.ai_claimed;
+    const line = el("p", `provenance small${claimed ? " is-claimed" : " muted"}`);
+    line.dataset.testid = "provenance";
+    const text =
+      provenance.summary === "none"
+        ? "Provenance: the file claims nothing about its origin (no evidence either way)"
+        : `Provenance: ${provenance.summary}`;
+    line.append(el("span", "", text));
+    return line;
   }
 
   function probabilityBar(score, threshold, label) {
