@@ -16,6 +16,11 @@ from typing import IO
 from deepfake_detect.cli.common import STDOUT
 
 CSV_FIELDS = ["path", "score", "label", "error", "provenance", "threshold"]
+# --faces, or videos among the inputs: one row per face (its index and box: x1 y1 x2 y2,
+# pixels) and per video frame (its number), after the first four; a video's own row has its
+# mean score, and the highest frame score as max_score
+MEDIA_CSV_FIELDS = ["path", "score", "label", "error", "frame", "face", "box", "max_score",
+                    "provenance", "warnings", "threshold"]  # fmt: skip
 
 
 class PredictionWriter:
@@ -24,11 +29,15 @@ class PredictionWriter:
     threshold) first, then one line per prediction. JSON: one object, the header's fields and
     "predictions", closed by `close` (provenance as an object). table: aligned columns."""
 
-    def __init__(self, out: IO[str], kind: str, header: dict, width: int = 40) -> None:
+    def __init__(
+        self, out: IO[str], kind: str, header: dict, width: int = 40, faces: bool = False
+    ) -> None:
         self.out, self.kind, self.header, self.width = out, kind, header, width
+        self.faces = faces
         self.count = 0
         if kind == "csv":
-            self.csv = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+            fields = MEDIA_CSV_FIELDS if faces else CSV_FIELDS
+            self.csv = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
             self.csv.writeheader()
         elif kind == "jsonl":
             out.write(json.dumps(header) + "\n")
@@ -38,22 +47,28 @@ class PredictionWriter:
         else:
             out.write(
                 f"{'path':<{width}}  {'score':>6}  {'label':<5}  {'threshold':>9}  "
-                "error / provenance\n"
+                "notes (face, error, warnings, provenance)\n"
             )
 
     def write(self, record: dict) -> None:
-        if self.kind == "csv":
-            provenance = provenance_summary(record)
-            self.csv.writerow(
-                {**record, "provenance": provenance, "threshold": self.header["threshold"]}
-            )
+        if self.kind in ("csv", "table"):
+            for row in media_rows(record) if self.faces else [record]:
+                self._write_row(row)
         elif self.kind == "jsonl":
             self.out.write(json.dumps(record) + "\n")
-        elif self.kind == "json":
-            self.out.write(("," if self.count else "") + "\n    " + json.dumps(record))
         else:
-            self.out.write(table_row(record, self.header["threshold"], self.width) + "\n")
+            self.out.write(("," if self.count else "") + "\n    " + json.dumps(record))
         self.count += 1
+
+    def _write_row(self, row: dict) -> None:
+        threshold = self.header["threshold"]
+        if self.kind == "table":
+            self.out.write(table_row(row, threshold, self.width) + "\n")
+            return
+        extra = {"provenance": provenance_summary(row), "threshold": threshold}
+        if self.faces:
+            extra["warnings"] = "; ".join(row.get("warnings") or [])
+        self.csv.writerow({k: v for k, v in row.items() if k in self.csv.fieldnames} | extra)
 
     def close(self) -> None:
         if self.kind == "json":
@@ -64,11 +79,43 @@ class PredictionWriter:
 def table_row(record: dict, threshold: float, width: int) -> str:
     score = "" if record["score"] is None else f"{record['score']:.4f}"
     provenance = provenance_summary(record)
-    note = record["error"] or ("" if provenance in ("", "none") else f"provenance: {provenance}")
+    notes = [] if record.get("frame") in ("", None) else [f"frame {record['frame']}"]
+    notes += [f"face {record['face']} at {record['box']}"] if record.get("box") else []
+    if record.get("max_score") is not None:
+        notes.append(f"video: mean of its frames, highest {record['max_score']:.4f}")
+    notes += [record["error"]] if record["error"] else []
+    notes += record.get("warnings") or []
+    notes += [] if provenance in ("", "none") else [f"provenance: {provenance}"]
     return (
         f"{record['path']:<{width}}  {score:>6}  {record['label'] or '':<5}  "
-        f"{threshold:>9.4f}  {note}"
+        f"{threshold:>9.4f}  {'; '.join(notes)}"
     )
+
+
+def media_rows(record: dict) -> list[dict]:
+    """A record as rows: a video's frames (each by face_rows), then the video's own row; an
+    image by face_rows."""
+    if not record.get("frames"):
+        return face_rows(record)
+    rows = []
+    for frame in record["frames"]:
+        shared = {"path": record["path"], "error": None, "warnings": None, "frame": frame["frame"]}
+        rows += face_rows({**frame, **shared, "provenance": None})
+    return [*rows, {**record, "frame": "", "face": "", "box": ""}]
+
+
+def face_rows(record: dict) -> list[dict]:
+    """A record of --faces as rows: one per face (its own score, label, index and box), or one
+    for the whole image when no face was cropped."""
+    base = {"frame": "", **record, "face": "", "box": ""}
+    faces = record.get("faces") or []
+    if not faces:
+        return [base]
+    return [
+        {**base, "score": f["score"], "label": f["label"], "face": f["face"],
+         "box": " ".join(map(str, f["box"])), "path": record["path"]}
+        for f in faces
+    ]  # fmt: skip
 
 
 def provenance_summary(record: dict) -> str:
@@ -79,21 +126,22 @@ def provenance_summary(record: dict) -> str:
 
 @contextlib.contextmanager
 def prediction_writer(
-    output: Path | None, kind: str, header: dict, width: int = 40
+    output: Path | None, kind: str, header: dict, width: int = 40, faces: bool = False
 ) -> Iterator[PredictionWriter]:
     """A writer to stdout (no --output: the table; -: kind), or to a file, atomically: the
     file appears, whole, when the block ends without an error."""
     from deepfake_detect.files import atomic_open
 
     if output is None or str(output) == STDOUT:
-        writer = PredictionWriter(sys.stdout, "table" if output is None else kind, header, width)
+        table = "table" if output is None else kind
+        writer = PredictionWriter(sys.stdout, table, header, width, faces)
         yield writer
         writer.close()
         return
     with atomic_open(output) as raw:
         # surrogateescape: any file name, even one that is not UTF-8, is written as it is
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-        writer = PredictionWriter(text, kind, header, width)
+        writer = PredictionWriter(text, kind, header, width, faces)
         yield writer
         writer.close()
         text.detach()  # leave the binary file to atomic_open, which syncs and renames it

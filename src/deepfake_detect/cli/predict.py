@@ -21,6 +21,7 @@ from deepfake_detect.cli.common import (
     show_progress,
 )
 from deepfake_detect.cli.outputs import STDOUT, prediction_writer
+from deepfake_detect.data.video import DEFAULT_FRAMES
 
 PREDICTION_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 
@@ -61,18 +62,42 @@ def predict(
             "score; 'none' is no evidence either way.",
         ),
     ] = True,
+    faces: Annotated[
+        str,
+        typer.Option(
+            "--faces",
+            metavar="off|on|auto",
+            help="on: find the faces, crop each as the model's training images are framed and "
+            "score each (one row per face; the image's score is the highest); auto: crop only "
+            "faces that fill a small part of the image; off: score the whole image.",
+        ),
+    ] = "off",
+    frames: Annotated[
+        int,
+        typer.Option(
+            "--frames",
+            metavar="N",
+            help="Video files (mp4, mov, webm, mkv, avi): score N evenly spaced frames; the "
+            "video's score is their mean, with the highest beside it.",
+        ),
+    ] = DEFAULT_FRAMES,
     quiet: QuietOption = False,
 ) -> None:
     """Score images: P(fake) and a real/fake label for each, with the threshold between them.
 
     Rows are written as they are scored (to a file, through a temporary one renamed at the end).
     """
+    from deepfake_detect.data.video import check_frame_count, is_video
     from deepfake_detect.files import check_output_path
     from deepfake_detect.inference import load_detector, scan_inputs
+    from deepfake_detect.inference.detector import FACE_MODES
     from deepfake_detect.models.config import check_threshold
     from deepfake_detect.progress import progress_bar
 
     setup(quiet, max_pixels)
+    if faces not in FACE_MODES:
+        raise ValueError(f"--faces must be one of {', '.join(FACE_MODES)}, not {faces!r}")
+    check_frame_count(frames)
     kind = prediction_format(output, output_format)
     if output is not None and str(output) != STDOUT:
         check_output_path(output)
@@ -83,10 +108,12 @@ def predict(
     width = max([len("path"), *(len(str(f)) for f in files)])
     counts = Counter()
     scores = detector.iter_scores(
-        files, batch_size=batch_size, threshold=cut, workers=workers, provenance=provenance
-    )
+        files, batch_size=batch_size, threshold=cut, workers=workers, provenance=provenance,
+        faces=faces, frames=frames,
+    )  # fmt: skip
+    per_part = faces != "off" or any(is_video(f) for f in files)  # rows per face and frame
     with (
-        prediction_writer(output, kind, header, width) as writer,
+        prediction_writer(output, kind, header, width, faces=per_part) as writer,
         progress_bar(len(files), "scoring", show_progress()) as bar,
     ):
         for prediction in scores:

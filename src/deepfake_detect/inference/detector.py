@@ -25,12 +25,14 @@ from PIL import Image
 
 from deepfake_detect.data.images import decode_image, load_image, preprocess, read_source
 from deepfake_detect.data.provenance import read_provenance
+from deepfake_detect.data.video import DEFAULT_FRAMES, check_frame_count, is_video, read_frames
 from deepfake_detect.errors import DetectorError, ModelError
 from deepfake_detect.inference.engines import Engine, TorchEngine
 from deepfake_detect.inference.inputs import expand_paths, scan_inputs  # noqa: F401 (re-export)
 from deepfake_detect.models.config import CONFIG_NAME, ModelConfig, check_threshold, read_config
 
 ImageInput = str | os.PathLike | bytes | Image.Image
+MAX_FACES = 32  # per image: a crowd photo is scored on its 32 leftmost faces
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,37 @@ class Prediction:
     label: str | None
     error: str | None = None
     provenance: dict[str, Any] | None = None
+    # faces mode only: each face's box, score and label (the image's score is the highest);
+    # warnings, such as no face found
+    faces: list[dict[str, Any]] | None = None
+    warnings: list[str] | None = None
+    # videos only: each sampled frame's index, time, score and label (and faces); the video's
+    # score is the mean of its frames', and max_score the highest
+    frames: list[dict[str, Any]] | None = None
+    max_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for key in ("faces", "warnings", "frames", "max_score"):
+            if data[key] is None:
+                del data[key]
+        return data
+
+
+FACE_MODES = ("off", "on", "auto")
+NO_FACE = "no face found: the whole image was scored"
+
+
+@dataclass
+class _Loaded:
+    """One input ready to score: one array per crop (the whole image: one), and what goes
+    with its record."""
+
+    arrays: list[np.ndarray]
+    provenance: dict | None = None
+    faces: list[Any] | None = None  # inference.faces.Face per array, in faces mode
+    warnings: list[str] | None = None
+    frames: list[tuple[int, float, _Loaded]] | None = None  # a video: (index, time, frame)
 
 
 BUNDLED_DIR = Path(__file__).parent.parent / "bundled"
@@ -91,6 +121,23 @@ class Detector:
         self.config = config
         self.engine = engine
         self.model_dir = model_dir
+        self._face_detector = None
+
+    @property
+    def crop_policy(self):
+        """How faces found in photos are cropped for this model (config.json's face_crop)."""
+        from deepfake_detect.inference.faces import CropPolicy
+
+        return CropPolicy.from_dict(self.config.face_crop)
+
+    def face_detector(self):
+        """The crop policy's face detector, loaded on first use."""
+        if self._face_detector is None:
+            from deepfake_detect.inference.faces import load_face_detector
+
+            policy = self.crop_policy
+            self._face_detector = load_face_detector(policy.detector, min_face=policy.min_face)
+        return self._face_detector
 
     @property
     def net(self):
@@ -118,15 +165,59 @@ class Detector:
         c = self.config
         return preprocess(load_image(item), c.image_size, c.mean, c.std, c.interpolation)
 
-    def _load(self, item: ImageInput, provenance: bool) -> tuple[np.ndarray, dict | None]:
-        """The model's input, and the file's provenance when asked (from the same bytes)."""
-        if not provenance or isinstance(item, Image.Image):
-            return self.preprocess(item), None
+    def _load(self, item: ImageInput, provenance: bool, faces: str, frames: int) -> _Loaded:
+        """The model's input (one per face in faces mode), and the file's provenance when
+        asked (from the same bytes). A video file: that for each of `frames` frames."""
         c = self.config
-        name, data = read_source(item)
-        image = decode_image(name, data)
-        array = preprocess(image, c.image_size, c.mean, c.std, c.interpolation)
-        return array, read_provenance(data).to_dict()
+        found = None
+        if isinstance(item, str | os.PathLike) and is_video(item):
+            return self._load_video(item, faces, frames)
+        if isinstance(item, Image.Image) or (not provenance and faces == "off"):
+            image = load_image(item)
+        else:
+            name, data = read_source(item)
+            image = decode_image(name, data)
+            found = read_provenance(data).to_dict() if provenance else None
+        if faces == "off":
+            return _Loaded([preprocess(image, c.image_size, c.mean, c.std, c.interpolation)],
+                           found)  # fmt: skip
+        return self._load_faces(image, faces, found)
+
+    def _load_video(self, path, faces: str, count: int) -> _Loaded:
+        c = self.config
+        frames, _duration = read_frames(path, count)
+        loaded = []
+        for frame in frames:
+            if faces == "off":
+                image = preprocess(frame.image, c.image_size, c.mean, c.std, c.interpolation)
+                one = _Loaded([image])
+            else:
+                one = self._load_faces(frame.image, faces, None)
+            loaded.append((frame.index, round(frame.time, 3), one))
+        arrays = [a for _, _, one in loaded for a in one.arrays]
+        warnings = []
+        missed = sum(bool(one.warnings) for _, _, one in loaded)
+        if missed:
+            warnings.append(f"no face found in {missed} of {len(loaded)} frames: "
+                            "those were scored whole")  # fmt: skip
+        return _Loaded(arrays, None, None, warnings, loaded)
+
+    def _load_faces(self, image: Image.Image, mode: str, provenance: dict | None) -> _Loaded:
+        from deepfake_detect.inference.faces import crop_face
+
+        c, policy = self.config, self.crop_policy
+        faces = sorted(self.face_detector().detect(image), key=lambda f: (f.box[0], f.box[1]))
+        faces = faces[:MAX_FACES]
+        whole = preprocess(image, c.image_size, c.mean, c.std, c.interpolation)
+        if not faces:
+            return _Loaded([whole], provenance, [], [NO_FACE])
+        if mode == "auto" and max(f.side for f in faces) >= policy.auto_share * min(image.size):
+            return _Loaded([whole], provenance, [], [])  # the face fills the frame, as in training
+        crops = [
+            preprocess(crop_face(image, f, policy), c.image_size, c.mean, c.std, c.interpolation)
+            for f in faces
+        ]
+        return _Loaded(crops, provenance, faces, [])
 
     def score_arrays(self, batch: np.ndarray) -> np.ndarray:
         """P(fake) for a batch of preprocessed images (N, 3, H, W)."""
@@ -143,13 +234,20 @@ class Detector:
         workers: int | None = None,
         progress: bool = False,
         provenance: bool = False,
+        faces: str = "off",
+        frames: int = DEFAULT_FRAMES,
     ) -> list[Prediction]:
         """Score paths, bytes or PIL images; unreadable inputs get an error and no score.
 
         `progress` shows a bar (images/s, ETA) on stderr. For long runs, `iter_scores` yields
         each prediction as soon as its batch is scored, holding two batches at most.
         `provenance` adds what each file's metadata says about its origin (C2PA, generator
-        traces); a PIL image has no file, so none.
+        traces); a PIL image has no file, so none. `faces` "on" finds the faces, crops each
+        as the model's training images are framed (`crop_policy`) and scores each: the image's
+        score is the highest; "auto" crops only faces that fill less of the image than
+        `crop_policy.auto_share`; no face found scores the whole image, with a warning.
+        A video file (mp4, mov, webm, mkv, avi, known by its bytes) is scored at `frames`
+        evenly spaced frames: its score is their mean, with their highest as `max_score`.
         """
         from deepfake_detect.progress import progress_bar
 
@@ -160,6 +258,8 @@ class Detector:
             threshold=threshold,
             workers=workers,
             provenance=provenance,
+            faces=faces,
+            frames=frames,
         )
         if not progress:
             return list(scores)
@@ -171,7 +271,15 @@ class Detector:
         return out
 
     def iter_scores(
-        self, inputs, *, batch_size=32, threshold=None, workers=None, provenance=False
+        self,
+        inputs,
+        *,
+        batch_size=32,
+        threshold=None,
+        workers=None,
+        provenance=False,
+        faces="off",
+        frames=DEFAULT_FRAMES,
     ) -> Iterator[Prediction]:
         """Predictions in input order, as each batch is scored. Decoding the next batch (in
         `workers` threads; 0 decodes in this thread) overlaps scoring this one."""
@@ -185,7 +293,10 @@ class Detector:
             inputs = [inputs]
         items = iter(inputs)  # consumed a batch at a time: inputs may be a long generator
         chunks = iter(lambda: list(itertools.islice(items, batch_size)), [])
-        load = functools.partial(self._safe_load, provenance=provenance)
+        if faces not in FACE_MODES:
+            raise ValueError(f"--faces must be one of {', '.join(FACE_MODES)}, not {faces!r}")
+        check_frame_count(frames)
+        load = functools.partial(self._safe_load, provenance=provenance, faces=faces, frames=frames)
         if workers < 1:
             start = 0
             for chunk in chunks:
@@ -204,25 +315,60 @@ class Detector:
                 start += len(chunk)
 
     def _safe_load(
-        self, item: ImageInput, provenance: bool
-    ) -> tuple[np.ndarray, dict | None] | str:
+        self, item: ImageInput, provenance: bool, faces: str, frames: int
+    ) -> _Loaded | str:
         try:
-            return self._load(item, provenance)
+            return self._load(item, provenance, faces, frames)
         except DetectorError as exc:
             return str(exc)
 
     def _score_chunk(self, chunk, loaded, offset, threshold) -> Iterator[Prediction]:
-        good = [i for i, x in enumerate(loaded) if not isinstance(x, str)]
-        scores = self.score_arrays(np.stack([loaded[i][0] for i in good])) if good else []
-        by_index = dict(zip(good, scores, strict=True))
+        arrays = [a for x in loaded if not isinstance(x, str) for a in x.arrays]
+        scores = iter(self.score_arrays(np.stack(arrays)) if arrays else [])
         for i, item in enumerate(chunk):
-            name = describe_input(item, offset + i)
-            if i in by_index:
-                score = float(by_index[i])
-                label = "fake" if score >= threshold else "real"
-                yield Prediction(name, score, label, provenance=loaded[i][1])
-            else:
-                yield Prediction(name, None, None, loaded[i])
+            name, x = describe_input(item, offset + i), loaded[i]
+            if isinstance(x, str):
+                yield Prediction(name, None, None, x)
+                continue
+            if x.frames is not None:
+                yield _video_prediction(name, x, scores, threshold)
+                continue
+            mine = [float(next(scores)) for _ in x.arrays]
+            score = max(mine)
+            yield Prediction(name, score, _label(score, threshold), None, x.provenance,
+                             _face_records(x.faces, mine, threshold), x.warnings)  # fmt: skip
+
+
+def _label(score: float, threshold: float) -> str:
+    return "fake" if score >= threshold else "real"
+
+
+def _video_prediction(name: str, video: _Loaded, scores: Iterator, threshold) -> Prediction:
+    """A video's record: each frame scored by its highest face (or as a whole), the video by
+    the mean of its frames."""
+    records = []
+    for index, time, frame in video.frames:
+        mine = [float(next(scores)) for _ in frame.arrays]
+        record = {"frame": index, "time": time, "score": max(mine),
+                  "label": _label(max(mine), threshold)}  # fmt: skip
+        if frame.faces is not None:
+            record["faces"] = _face_records(frame.faces, mine, threshold)
+        records.append(record)
+    frame_scores = [r["score"] for r in records]
+    score = float(np.mean(frame_scores))
+    return Prediction(name, score, _label(score, threshold), None, None, video.faces,
+                      video.warnings, records, max(frame_scores))  # fmt: skip
+
+
+def _face_records(faces, scores, threshold) -> list[dict] | None:
+    """Each face's record; [] when the whole image was scored in faces mode."""
+    if not faces:
+        return faces
+    return [
+        {"face": k, "box": f.rounded(), "score": s, "label": "fake" if s >= threshold else "real",
+         "confidence": round(f.confidence, 4)}
+        for k, (f, s) in enumerate(zip(faces, scores, strict=True))
+    ]  # fmt: skip
 
 
 def _submit(pool, work, chunk):

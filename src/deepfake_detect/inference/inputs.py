@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepfake_detect.data.datasets import IMAGE_SUFFIXES, scan_folder
+from deepfake_detect.data.video import VIDEO_SUFFIXES, has_video_suffix, is_video
 from deepfake_detect.errors import DetectorError
 
 
@@ -16,20 +17,21 @@ def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def scan_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
-    """Files as given, and the image files of folders (recursively, sorted; see
-    `datasets.scan_folder`); then the files of those folders skipped as not images."""
+    """Files as given, and the image and video files of folders (recursively, sorted; see
+    `datasets.scan_folder`; a video by its suffix, or its bytes when it has none); then the
+    files of those folders skipped as neither."""
     out: list[Path] = []
     skipped: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             found, others = scan_folder(path)
-            if not found:
-                raise DetectorError(
-                    f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
-                )
-            out.extend(found)
-            skipped.extend(others)
+            videos = [f for f in others if has_video_suffix(f) or (not f.suffix and is_video(f))]
+            if not found and not videos:
+                suffixes = ", ".join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))
+                raise DetectorError(f"{path}: folder holds no images or videos ({suffixes})")
+            out.extend(sorted(found + videos))
+            skipped.extend(f for f in others if f not in set(videos))
         else:
             out.append(path)  # a missing or unreadable file becomes an error row, not a stop
     return out, skipped

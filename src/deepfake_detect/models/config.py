@@ -62,6 +62,9 @@ class ModelConfig:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     members: list[dict[str, Any]] = field(default_factory=list)  # an ensemble's networks
+    # how --faces crops a face found in a photo to fill the input as in training (the fields of
+    # inference.faces.CropPolicy); empty: the package's measured default
+    face_crop: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -124,7 +127,7 @@ class ModelConfig:
                 raise ModelError(f"{name} must be a list, got {getattr(self, name)!r}")
         if not all(_is_number(v) for v in (*self.mean, *self.std)):
             raise ModelError("mean and std must hold numbers")
-        for name in ("training", "metrics"):
+        for name in ("training", "metrics", "face_crop"):
             if not isinstance(getattr(self, name), dict):
                 raise ModelError(f"{name} must be a JSON object")
         if not isinstance(self.members, list):
@@ -134,6 +137,8 @@ class ModelConfig:
         data = dataclasses.asdict(self)
         if not self.members:  # a one-network config stays readable by earlier releases
             del data["members"]
+        if not self.face_crop:
+            del data["face_crop"]
         return data
 
     @classmethod

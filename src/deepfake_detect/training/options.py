@@ -13,6 +13,7 @@ from deepfake_detect.data.prepare import DataSpec
 from deepfake_detect.data.transforms import AUGMENTATIONS, reencode_steps
 from deepfake_detect.devices import check_device_name
 from deepfake_detect.errors import DataError
+from deepfake_detect.inference.faces import CropPolicy
 from deepfake_detect.models.config import ModelConfig
 from deepfake_detect.models.networks import HEADS, default_preprocessing
 
@@ -211,6 +212,7 @@ def model_config(options: TrainOptions) -> ModelConfig:
         name=options.output.resolve().name,
         version=time.strftime("%Y.%m.%d", time.gmtime()),
         training=options.to_record(),
+        face_crop=CropPolicy().to_dict(),
         **pre,
     )
 

@@ -1,0 +1,173 @@
+"""Video files: recognised by their bytes, decoded with PyAV, sampled at evenly spaced frames.
+
+A broken or truncated video is a `VideoError` with a one-line message, like a broken image;
+limits bound the file size, the duration and the frames sampled, and each frame's pixels are
+checked like an image's before it is used.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from deepfake_detect.errors import ImageError, ImageTooLargeError, UnsupportedImageError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".webm", ".mkv"})
+MAX_VIDEO_BYTES = 2 * 2**30  # 2 GiB
+MAX_VIDEO_SECONDS = 3 * 3600
+MAX_FRAMES = 1000
+DEFAULT_FRAMES = 16
+
+
+class VideoError(ImageError):
+    """A video that cannot be read: the same kind of error row as a broken image."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # the frame's number in the stream, from 0
+    time: float  # seconds from the start
+    image: Image.Image
+
+
+def sniff_video(head: bytes) -> str | None:
+    """The container named by a file's first bytes: mp4 (also mov, m4v), webm/mkv, avi."""
+    if len(head) >= 12 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
+        return "mp4"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return "webm"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """A file whose bytes start like a video container (never judged by the name)."""
+    try:
+        with open(path, "rb") as file:
+            return sniff_video(file.read(16)) is not None
+    except OSError:
+        return False
+
+
+def has_video_suffix(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def read_frames(
+    path: str | os.PathLike, count: int = DEFAULT_FRAMES, *, max_pixels: int | None = None
+) -> tuple[list[Frame], float]:
+    """`count` frames at evenly spaced times (the middle of `count` equal parts of the
+    video), as RGB images, and the duration in seconds. Raises `VideoError`."""
+    from deepfake_detect.data.images import max_pixels_limit
+
+    name = str(path)
+    check_frame_count(count)
+    limit = max_pixels_limit() if max_pixels is None else max_pixels
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise VideoError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise VideoError(f"{name}: cannot read file ({exc.strerror})") from None
+    if not is_video(path):
+        raise UnsupportedImageError(f"{name}: not a video file (mp4, mov, webm, mkv, avi)")
+    if size > MAX_VIDEO_BYTES:
+        raise ImageTooLargeError(
+            f"{name}: video is {size / 2**30:.1f} GiB, over the limit of "
+            f"{MAX_VIDEO_BYTES / 2**30:.0f} GiB"
+        )
+    try:
+        import av
+    except ImportError:
+        raise UnsupportedImageError(
+            f"{name}: videos need PyAV: pip install 'deepfake-detect[video]'"
+        ) from None
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            return _sample(container, name, count, limit)
+    except av.FFmpegError as exc:
+        raise VideoError(f"{name}: corrupt or truncated video ({_reason(exc)})") from None
+
+
+def check_frame_count(count: int) -> int:
+    if not 1 <= count <= MAX_FRAMES:
+        raise ValueError(f"--frames must be within [1, {MAX_FRAMES}], got {count}")
+    return count
+
+
+def _sample(container, name: str, count: int, max_pixels: int) -> tuple[list[Frame], float]:
+    if not container.streams.video:
+        raise VideoError(f"{name}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    if stream.width * stream.height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: frames are {stream.width}x{stream.height} = "
+            f"{stream.width * stream.height:,} pixels, over the limit of {max_pixels:,}"
+        )
+    duration = _duration(container, stream)
+    if duration is None or duration <= 0:
+        raise VideoError(f"{name}: the video says nothing of its duration")
+    if duration > MAX_VIDEO_SECONDS:
+        raise ImageTooLargeError(
+            f"{name}: video lasts {duration / 60:.0f} min, over the limit of "
+            f"{MAX_VIDEO_SECONDS / 60:.0f} min"
+        )
+    start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    targets = [start + (k + 0.5) * duration / count for k in range(count)]
+    frames = _frames_at(container, stream, targets)
+    if len(frames) < count:
+        reached = frames[-1].time if frames else 0.0
+        raise VideoError(
+            f"{name}: truncated video: it claims {duration:.1f} s, but no frame could be "
+            f"read after {reached:.1f} s"
+        )
+    return frames, duration
+
+
+def _frames_at(container, stream, targets: list[float]) -> list[Frame]:
+    """The first frame at or after each target time, decoding forward from one pass of the
+    stream (seeking per target when targets lie far apart)."""
+    fps = float(stream.average_rate or stream.guessed_rate or 25)
+    base = stream.time_base
+    frames: list[Frame] = []
+    pending = iter(targets)
+    target = next(pending, None)
+    previous = -math.inf
+    while target is not None:
+        if target - previous > 4.0:  # far ahead: jump to the keyframe before it
+            container.seek(int(target / base), stream=stream, backward=True, any_frame=False)
+        found = None
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            time = float(frame.pts * base)
+            if time + 0.5 / fps >= target:
+                found = Frame(round(time * fps), time, frame.to_image().convert("RGB"))
+                break
+        if found is None:
+            break  # the stream ended: truncated
+        frames.append(found)
+        previous = found.time
+        target = next(pending, None)
+        while target is not None and target <= previous:  # two targets in one frame's span
+            frames.append(found)
+            target = next(pending, None)
+    return frames
+
+
+def _duration(container, stream) -> float | None:
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160] or type(exc).__name__

@@ -1,0 +1,209 @@
+"""Faces: the MTCNN detector on ONNX Runtime finds pasted faces at known boxes, --faces crops
+each as the training images are framed and scores it, a photo without a face is scored whole
+with a warning, and EXIF-rotated photos give boxes in the upright image."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import load_script, make_model
+from PIL import Image
+
+from deepfake_detect.inference.faces import CropPolicy, Face, crop_box, load_face_detector
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason="../shared/data is not beside the repository"
+)
+STATED_RECALL = 0.95  # the README's claim for faces 29 px wide and larger
+
+
+@pytest.fixture(scope="module")
+def groups():
+    return load_script("face_detectors")
+
+
+@pytest.fixture(scope="module")
+def mtcnn():
+    return load_face_detector("mtcnn")
+
+
+@needs_shared
+def test_mtcnn_finds_pasted_faces_at_their_boxes(groups, mtcnn):
+    files = groups.face_files(SHARED_DATA)
+    rng = random.Random(1)
+    hits = faces = false = 0
+    for side in (48, 96, 192):
+        for _ in range(3):
+            photo, truth = groups.group_photo(files, rng, side)
+            true, wrong = groups.match(mtcnn.detect(photo), truth)
+            hits, faces, false = hits + true, faces + len(truth), false + wrong
+    assert hits / faces >= STATED_RECALL, (hits, faces)
+    assert false <= 0.1 * faces, false
+
+
+def test_no_face_in_clutter_or_flat_colour(groups, mtcnn):
+    rng = random.Random(0)
+    assert mtcnn.detect(Image.new("RGB", (320, 240), (128, 128, 128))) == []
+    found = [len(mtcnn.detect(groups.background(rng, (640, 480)))) for _ in range(3)]
+    assert sum(found) <= 1, found
+
+
+def test_tiny_and_odd_images_do_not_break_the_detector(mtcnn):
+    for size in ((1, 1), (11, 300), (300, 11), (13, 13)):
+        assert mtcnn.detect(Image.new("RGB", size, (200, 150, 120))) == []
+    assert isinstance(mtcnn.detect(Image.new("L", (64, 64), 90)), list)  # grey is converted
+
+
+def test_the_crop_is_a_square_around_the_face_moved_inside_the_image():
+    policy = CropPolicy(scale=2.0, shift_y=0.0)
+    assert crop_box(Face((100, 100, 150, 150), 1.0), (400, 300), policy) == (75, 75, 175, 175)
+    # at the left edge: shifted right rather than padded
+    assert crop_box(Face((0, 100, 50, 150), 1.0), (400, 300), policy) == (0, 75, 100, 175)
+    # larger than the image: the largest square that fits
+    assert crop_box(Face((0, 0, 300, 300), 1.0), (400, 300), policy) == (0, 0, 300, 300)
+    up = crop_box(Face((100, 100, 150, 150), 1.0), (400, 300), CropPolicy(scale=2.0, shift_y=-0.2))
+    assert up == (75, 65, 175, 165)
+
+
+def test_the_crop_policy_reproduces_the_training_framing(mtcnn):
+    """A face found in a training-like frame, cropped by the policy, gives back that frame."""
+    path = next(iter(sorted((SHARED_DATA / "faces140k-extra" / "real").glob("*"))), None)
+    if path is None:
+        pytest.skip("../shared/data is not beside the repository")
+    with Image.open(path) as image:
+        face_image = image.convert("RGB")
+    frame = Image.new("RGB", (900, 700), (30, 60, 90))
+    frame.paste(face_image, (300, 200))  # the 256 px training image at a known place
+    [face] = mtcnn.detect(frame)
+    x1, y1, x2, y2 = crop_box(face, frame.size, CropPolicy())
+    assert abs(x1 - 300) <= 30 and abs(y1 - 200) <= 30 and abs((x2 - x1) - 256) <= 40
+
+
+def test_opencv_is_an_optional_detector():
+    pytest.importorskip("cv2")
+    haar = load_face_detector("opencv")
+    assert haar.name == "opencv" and haar.detect(Image.new("RGB", (200, 200), 128)) == []
+
+
+def test_an_unknown_detector_is_a_one_line_error():
+    with pytest.raises(ValueError, match="--face-detector must be one of mtcnn, opencv"):
+        load_face_detector("retina")
+
+
+@pytest.fixture(scope="module")
+def face_photos(tmp_path_factory, groups):
+    """A group photo of three faces, a photo of none, and the group photo stored sideways with
+    an EXIF orientation tag that turns it upright."""
+    folder = tmp_path_factory.mktemp("faces")
+    files = groups.face_files(SHARED_DATA) if SHARED_DATA.is_dir() else []
+    if not files:
+        pytest.skip("../shared/data is not beside the repository")
+    canvas = groups.background(random.Random(3), (720, 400))
+    boxes = []
+    for i, path in enumerate(files[:3]):
+        with Image.open(path) as tile:
+            canvas.paste(tile.convert("RGB").resize((150, 150)), (40 + 240 * i, 120))
+        boxes.append((40 + 240 * i, 120))
+    canvas.save(folder / "group.jpg", quality=92)
+    groups.background(random.Random(4), (400, 300)).save(folder / "none.jpg", quality=92)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view: stored turned the other way
+    canvas.transpose(Image.Transpose.ROTATE_90).save(folder / "sideways.jpg", exif=exif,
+                                                     quality=92)  # fmt: skip
+    return folder, boxes
+
+
+def test_faces_mode_scores_each_face_and_the_image_by_its_highest(face_photos, tmp_path):
+    from deepfake_detect.inference import load_detector
+
+    folder, pasted = face_photos
+    detector = load_detector(make_model(tmp_path / "model"))
+    group, none, sideways = detector.score(
+        [folder / "group.jpg", folder / "none.jpg", folder / "sideways.jpg"], faces="on"
+    )
+    assert [f["face"] for f in group.faces] == [0, 1, 2]  # left to right
+    for face, (x, y) in zip(group.faces, pasted, strict=True):
+        x1, y1, x2, y2 = face["box"]
+        assert x <= (x1 + x2) / 2 <= x + 150 and y <= (y1 + y2) / 2 <= y + 150
+    assert group.score == max(f["score"] for f in group.faces) and group.warnings == []
+    assert none.faces == [] and none.warnings == ["no face found: the whole image was scored"]
+    assert none.score == detector.score(folder / "none.jpg")[0].score
+    # EXIF orientation is applied before detection: the boxes are those of the upright photo
+    upright = np.array([f["box"] for f in sideways.faces])
+    assert upright.shape == (3, 4)  # (JPEG saved the turned pixels a little differently)
+    assert np.abs(upright - np.array([f["box"] for f in group.faces])).max() <= 4
+    assert "faces" not in detector.score(folder / "group.jpg")[0].to_dict()  # off: no key
+
+
+def test_auto_crops_small_faces_only(face_photos, tmp_path):
+    from deepfake_detect.inference import load_detector
+
+    folder, _ = face_photos
+    detector = load_detector(make_model(tmp_path / "model"))
+    [group] = detector.score(folder / "group.jpg", faces="auto")
+    assert len(group.faces) == 3  # 150 px faces in a 400 px tall photo: cropped
+    tight = next(iter(sorted((SHARED_DATA / "faces140k-sample" / "fake").glob("*"))))
+    [alone] = detector.score(tight, faces="auto")  # fills the frame, as in training
+    assert alone.faces == [] and alone.warnings == []
+    assert alone.score == detector.score(tight)[0].score
+
+
+def test_predict_faces_writes_a_row_per_face(face_photos, tmp_path, capsys, monkeypatch):
+    from test_cli import run_cli
+
+    folder, _ = face_photos
+    model = make_model(tmp_path / "model")
+    out = tmp_path / "faces.csv"
+    code, _, err = run_cli(["predict", str(folder), "--model", str(model), "--faces", "on",
+                            "--output", str(out)], capsys, monkeypatch)  # fmt: skip
+    assert code == 0, err
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:6] == ["path", "score", "label", "error", "face", "box"]
+    by_path = {}
+    for row in rows:
+        by_path.setdefault(Path(row["path"]).name, []).append(row)
+    assert [r["face"] for r in by_path["group.jpg"]] == ["0", "1", "2"]
+    assert all(len(r["box"].split()) == 4 for r in by_path["group.jpg"])
+    [none] = by_path["none.jpg"]
+    assert none["face"] == "" and none["warnings"].startswith("no face found")
+    code, stdout, _ = run_cli(["predict", str(folder / "group.jpg"), "--model", str(model),
+                               "--faces", "on", "--output", "-", "--format", "jsonl"],
+                              capsys, monkeypatch)  # fmt: skip
+    _, record = [json.loads(line) for line in stdout.splitlines()]
+    assert len(record["faces"]) == 3 and record["score"] == max(f["score"] for f in record["faces"])
+    code, _, err = run_cli(["predict", str(folder), "--model", str(model), "--faces", "some"],
+                           capsys, monkeypatch)  # fmt: skip
+    assert code == 2 and "--faces must be one of off, on, auto" in err
+
+
+def test_training_records_the_crop_policy_in_config_json(tmp_path):
+    from deepfake_detect.training.options import TrainOptions, model_config
+
+    options = TrainOptions(data=[tmp_path], output=tmp_path / "run", backbone="test_efficientnet")
+    config = model_config(options)
+    assert CropPolicy.from_dict(config.face_crop) == CropPolicy()
+    assert json.loads(json.dumps(config.to_dict()))["face_crop"]["scale"] == CropPolicy().scale
+
+
+def test_faces_need_no_torch(face_photos, tmp_path):
+    """Finding faces runs on ONNX Runtime: scoring with --faces imports neither torch nor timm."""
+    import subprocess
+
+    folder, _ = face_photos
+    code = (
+        "import sys; from deepfake_detect.inference.faces import load_face_detector; "
+        "from PIL import Image; "
+        f"faces = load_face_detector().detect(Image.open({str(folder / 'group.jpg')!r}));"
+        "assert len(faces) == 3, faces; "
+        "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
