@@ -13,7 +13,17 @@ from typing import Annotated
 
 import typer
 
-from deepfake_detect.cli import audit, benchmark, evaluate, explain, export, predict, serve, train
+from deepfake_detect.cli import (
+    audit,
+    benchmark,
+    calibrate,
+    evaluate,
+    explain,
+    export,
+    predict,
+    serve,
+    train,
+)
 from deepfake_detect.cli.common import setup, state
 from deepfake_detect.errors import DetectorError
 from deepfake_detect.version import __version__
@@ -64,6 +74,7 @@ COMMANDS = (
     train.ensemble,
     audit.audit,
     evaluate.evaluate,
+    calibrate.calibrate,
     predict.predict,
     export.export,
     benchmark.benchmark,
