@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from conftest import make_model, photo_like, running_server
+from PIL import Image
 
 from deepfake_detect.serving.app import ServiceSettings, create_app
 
@@ -212,3 +213,41 @@ def test_keyboard_reaches_the_file_input_and_the_page_fits_a_phone(browser, serv
         watched.assert_clean(server)
     finally:
         context.close()
+
+
+def test_faces_are_boxed_by_verdict_and_provenance_is_shown(watched, server, tmp_path):
+    import httpx
+    from provenance_files import sd_png
+    from test_faces import SHARED_DATA
+
+    faces_in = sorted((SHARED_DATA / "faces140k-sample" / "real").glob("*"))[:2]
+    if not faces_in:
+        pytest.skip("../shared/data is not beside the repository")
+    canvas = Image.new("RGB", (640, 360), (40, 90, 60))
+    for i, path in enumerate(faces_in):
+        canvas.paste(Image.open(path).convert("RGB").resize((120, 120)), (60 + 300 * i, 100))
+    group = tmp_path / "group.jpg"
+    canvas.save(group, quality=92)
+    made = tmp_path / "made.png"
+    made.write_bytes(sd_png())
+    page = _open(watched, server)
+    page.uncheck("[data-testid=explain]")
+    page.check("[data-testid=faces]")
+    page.set_input_files("[data-testid=file-input]", [str(group), str(made)])
+    _finished(page, 2)
+    card = page.locator("[data-testid=result][data-filename='group.jpg']")
+    answer = httpx.post(f"{server}/v1/predict", params={"faces": "on"},
+                        files={"file": ("group.jpg", group.read_bytes(), "image/jpeg")},
+                        timeout=60).json()["results"][0]  # fmt: skip
+    boxes = card.locator("[data-testid=face-box]")
+    assert boxes.count() == len(answer["faces"]) == 2
+    assert [boxes.nth(i).get_attribute("data-label") for i in range(2)] == [
+        f["label"] for f in answer["faces"]
+    ]
+    first = boxes.nth(0).bounding_box()
+    picture = card.locator(".card-media").bounding_box()
+    assert picture["x"] < first["x"] < picture["x"] + picture["width"] / 2  # the left face
+    provenance = page.locator("[data-testid=result][data-filename='made.png'] "
+                              "[data-testid=provenance]").inner_text()  # fmt: skip
+    assert "Stable Diffusion" in provenance
+    watched.assert_clean(server)

@@ -166,7 +166,7 @@ def test_predict_faces_writes_a_row_per_face(face_photos, tmp_path, capsys, monk
     assert code == 0, err
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0])[:6] == ["path", "score", "label", "error", "face", "box"]
+    assert list(rows[0])[:7] == ["path", "score", "label", "error", "frame", "face", "box"]
     by_path = {}
     for row in rows:
         by_path.setdefault(Path(row["path"]).name, []).append(row)
@@ -207,3 +207,19 @@ def test_faces_need_no_torch(face_photos, tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
+
+
+def test_evaluate_scores_by_faces_when_asked(face_photos, tmp_path):
+    from deepfake_detect.data.datasets import ImageRecord
+    from deepfake_detect.evaluation.runs import evaluate, score_records
+    from deepfake_detect.inference import load_detector
+
+    folder, _ = face_photos
+    detector = load_detector(make_model(tmp_path / "model"))
+    paths = [folder / "group.jpg", folder / "none.jpg"]
+    records = [ImageRecord(p, label, "here", str(i), "test")
+               for i, (p, label) in enumerate(zip(paths, (1, 0), strict=True))]  # fmt: skip
+    by_faces = score_records(detector, records, faces="on")
+    assert [p.score for p in by_faces] == [p.score for p in detector.score(paths, faces="on")]
+    metrics = evaluate(detector, records, tmp_path / "eval", faces="on")
+    assert metrics["faces"] == "on" and metrics["n_images"] == 2

@@ -66,7 +66,9 @@ def ready(client) -> None:
 
 @pytest.fixture(scope="module")
 def client(model):
-    with TestClient(create_app(ServiceSettings(model=str(model), max_upload_bytes=2**20))) as c:
+    settings = ServiceSettings(model=str(model), max_upload_bytes=2**20, max_video_bytes=2**21,
+                               max_video_seconds=6)  # fmt: skip
+    with TestClient(create_app(settings)) as c:
         ready(c)
         yield c
 
@@ -180,7 +182,7 @@ def test_after_every_kind_of_hostile_input_a_good_image_still_gets_its_answer(cl
         {"files": files(("t.jpg", TRUNCATED))},
         {"files": files(("b.png", png_claiming(100_000, 100_000)))},
         {"files": files(("big.jpg", b"\xff" * (2**20 + 10)))},
-        {"content": (b"x" * 4096 for _ in range(400)),  # chunked: no Content-Length at all
+        {"content": (b"x" * 4096 for _ in range(800)),  # chunked: no Content-Length at all
          "headers": {"content-type": "multipart/form-data; boundary=x"}},
         {"content": b"--x\r\n" + b"a" * 100, "headers": {
             "content-type": "multipart/form-data; boundary=x", "content-length": "5"}},
@@ -376,3 +378,40 @@ def test_each_result_carries_the_files_provenance_apart_from_its_score(client, m
     expected = load_detector(model).score([signed, sd, plain])
     got = [by_name[n]["score"] for n in ("s.jpg", "sd.png", "p.jpg")]
     assert got == pytest.approx([p.score for p in expected], abs=1e-9)
+
+
+def test_faces_and_videos_through_the_api(client, model, tmp_path):
+    from test_faces import SHARED_DATA
+    from test_video import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4").read_bytes()
+    long_clip = write_clip(tmp_path / "long.mp4", frames=16 * 8).read_bytes()  # 8 s > 6 s
+    answer = client.post("/v1/predict", params={"frames": 4},
+                         files=files(("c.mp4", clip), ("l.mp4", long_clip)))  # fmt: skip
+    video, too_long = answer.json()["results"]
+    assert [f["frame"] for f in video["frames"]] == [8, 24, 40, 56]
+    frame_scores = [f["score"] for f in video["frames"]]
+    assert video["score"] == pytest.approx(np.mean(frame_scores))
+    assert video["max_score"] == max(frame_scores) and video["image"] is None
+    assert too_long["error"]["status"] == 413 and "over the limit of 6 s" in too_long["error"][
+        "detail"]  # fmt: skip
+    big = client.post("/v1/predict", files=files(("v.mp4", clip[:16] + b"\0" * (2**20 + 8))))
+    assert big.status_code == 422  # a video may pass the image limit; this one is broken
+    faces_in = sorted((SHARED_DATA / "faces140k-sample" / "fake").glob("*"))[:2]
+    if not faces_in:
+        pytest.skip("../shared/data is not beside the repository")
+    canvas = Image.new("RGB", (640, 360), (40, 90, 60))
+    for i, path in enumerate(faces_in):
+        canvas.paste(Image.open(path).convert("RGB").resize((120, 120)), (60 + 300 * i, 100))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=92)
+    group = buffer.getvalue()
+    answer = client.post("/v1/predict", params={"faces": "on"}, files=files(("g.jpg", group)))
+    [result] = answer.json()["results"]
+    assert [f["face"] for f in result["faces"]] == [0, 1]
+    assert result["score"] == max(f["score"] for f in result["faces"])
+    expected = load_detector(model).score(group, faces="on")[0]
+    assert [f["box"] for f in result["faces"]] == [f["box"] for f in expected.faces]
+    assert result["score"] == pytest.approx(expected.score, abs=1e-9)
+    assert client.post("/v1/predict", params={"faces": "maybe"},
+                       files=files(("g.jpg", group))).status_code == 400  # fmt: skip

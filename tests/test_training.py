@@ -148,8 +148,12 @@ def test_evaluate_uses_the_recorded_test_split(trained_run, multi_source_data, t
     assert metrics["accuracy"] >= 0.85
     assert metrics["weights_sha256"] == detector.config.weights_sha256
     for name in ("metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png",
-                 "reliability.png"):  # fmt: skip
+                 "reliability.png", "scores.csv"):  # fmt: skip
         assert (tmp_path / "eval" / name).stat().st_size > 0
+    with open(tmp_path / "eval" / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [Path(r["path"]) for r in rows] == [r.path for r in records]
+    assert [int(r["label"]) for r in rows] == [r.label for r in records]
     assert metrics["figure_history"] is False
     # the same images with the diffusion faces' history: scored, and scored differently
     aged = evaluate(detector, records, tmp_path / "aged", history=True)

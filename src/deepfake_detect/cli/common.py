@@ -60,6 +60,16 @@ ModelOption = Annotated[
         help="Run folder of a trained model, or an exported .onnx file. Default: bundled.",
     ),
 ]
+FacesOption = Annotated[
+    str,
+    typer.Option(
+        "--faces",
+        metavar="off|on|auto",
+        help="on: find the faces, crop each as the model's training images are framed and "
+        "score each (the image's score is the highest face's); auto: crop only faces that "
+        "fill a small part of the image; off: score the whole image.",
+    ),
+]
 EngineOption = Annotated[
     str,
     typer.Option(

@@ -11,6 +11,7 @@ from deepfake_detect.cli.common import (
     DataOption,
     DeviceOption,
     EngineOption,
+    FacesOption,
     MaxPixelsOption,
     ModelOption,
     PrecisionOption,
@@ -54,6 +55,7 @@ def evaluate(
             "photos only, for the false-alarm rate).",
         ),
     ] = None,
+    faces: FacesOption = "off",
     batch_size: Annotated[int, typer.Option()] = 32,
     engine: EngineOption = "onnx",
     precision: PrecisionOption = "auto",
@@ -69,16 +71,18 @@ def evaluate(
     from deepfake_detect.evaluation.runs import check_report_folder
     from deepfake_detect.evaluation.runs import evaluate as run_evaluation
     from deepfake_detect.inference import load_detector
+    from deepfake_detect.inference.detector import check_faces_mode
 
     quiet = setup(quiet, max_pixels)
     class_label = checked_options(split, label, change, jpeg_quality)
+    check_faces_mode(faces)
     check_report_folder(output)
     detector = load_detector(model, device=device, engine=engine, precision=precision)
     records = evaluation_records(data, split, detector.model_dir, label=class_label)
     metrics = run_evaluation(
         detector, records, output, threshold=threshold, batch_size=batch_size,
         jpeg_quality=jpeg_quality, progress=show_progress(), history=figure_history,
-        change=change,
+        change=change, faces=faces,
     )  # fmt: skip
     if not quiet:
         typer.echo(evaluation_summary(metrics, output))

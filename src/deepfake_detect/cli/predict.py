@@ -11,6 +11,7 @@ import typer
 from deepfake_detect.cli.common import (
     DeviceOption,
     EngineOption,
+    FacesOption,
     MaxPixelsOption,
     ModelOption,
     PrecisionOption,
@@ -62,16 +63,7 @@ def predict(
             "score; 'none' is no evidence either way.",
         ),
     ] = True,
-    faces: Annotated[
-        str,
-        typer.Option(
-            "--faces",
-            metavar="off|on|auto",
-            help="on: find the faces, crop each as the model's training images are framed and "
-            "score each (one row per face; the image's score is the highest); auto: crop only "
-            "faces that fill a small part of the image; off: score the whole image.",
-        ),
-    ] = "off",
+    faces: FacesOption = "off",
     frames: Annotated[
         int,
         typer.Option(
@@ -90,13 +82,12 @@ def predict(
     from deepfake_detect.data.video import check_frame_count, is_video
     from deepfake_detect.files import check_output_path
     from deepfake_detect.inference import load_detector, scan_inputs
-    from deepfake_detect.inference.detector import FACE_MODES
+    from deepfake_detect.inference.detector import check_faces_mode
     from deepfake_detect.models.config import check_threshold
     from deepfake_detect.progress import progress_bar
 
     setup(quiet, max_pixels)
-    if faces not in FACE_MODES:
-        raise ValueError(f"--faces must be one of {', '.join(FACE_MODES)}, not {faces!r}")
+    check_faces_mode(faces)
     check_frame_count(frames)
     kind = prediction_format(output, output_format)
     if output is not None and str(output) != STDOUT:

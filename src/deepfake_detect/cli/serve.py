@@ -31,6 +31,12 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option(metavar="MB", help="Largest request body, in MiB.")
     ] = 10.0,
+    max_video_mb: Annotated[
+        float, typer.Option(metavar="MB", help="Largest video upload (and body), in MiB.")
+    ] = 50.0,
+    max_video_seconds: Annotated[
+        int, typer.Option(metavar="S", help="Longest video accepted, in seconds.")
+    ] = 600,
     max_batch: Annotated[
         int,
         typer.Option(metavar="N", help="Images scored together across requests (1: no batching)."),
@@ -55,12 +61,15 @@ def serve(
         raise ValueError(f"--port must be within 1-65535, got {port}")
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
-    if max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    for flag, value in (("--max-upload-mb", max_upload_mb), ("--max-video-mb", max_video_mb),
+                        ("--max-video-seconds", max_video_seconds)):  # fmt: skip
+        if value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
     settings = ServiceSettings(
         model=str(model) if model is not None else None, engine=engine, precision=precision,
         device=device, max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch,
         batch_wait_ms=batch_wait_ms, max_pending=max_pending, max_pixels=max_pixels,
+        max_video_bytes=int(max_video_mb * 2**20), max_video_seconds=max_video_seconds,
     )  # fmt: skip
     _check_model(settings)
     os.environ[SETTINGS_ENV] = settings.to_env()  # read by each worker process

@@ -7,6 +7,7 @@ checked like an image's before it is used.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -59,22 +60,28 @@ def has_video_suffix(path: Path) -> bool:
 
 
 def read_frames(
-    path: str | os.PathLike, count: int = DEFAULT_FRAMES, *, max_pixels: int | None = None
+    source: str | os.PathLike | bytes,
+    count: int = DEFAULT_FRAMES,
+    *,
+    max_pixels: int | None = None,
+    max_seconds: float = MAX_VIDEO_SECONDS,
+    name: str | None = None,
 ) -> tuple[list[Frame], float]:
     """`count` frames at evenly spaced times (the middle of `count` equal parts of the
-    video), as RGB images, and the duration in seconds. Raises `VideoError`."""
+    video), as RGB images, and the duration in seconds. `source` is a path or the file's bytes
+    (named `name` in errors). Raises `VideoError` (or `ImageTooLargeError` past a limit)."""
     from deepfake_detect.data.images import max_pixels_limit
 
-    name = str(path)
     check_frame_count(count)
     limit = max_pixels_limit() if max_pixels is None else max_pixels
-    try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
-        raise VideoError(f"{name}: no such file") from None
-    except OSError as exc:
-        raise VideoError(f"{name}: cannot read file ({exc.strerror})") from None
-    if not is_video(path):
+    if isinstance(source, bytes | bytearray):
+        name = name or "<bytes>"
+        head, size, opened = bytes(source[:16]), len(source), io.BytesIO(source)
+    else:
+        name = name or str(source)
+        head, size = _head_and_size(source, name)
+        opened = str(source)
+    if sniff_video(head) is None:
         raise UnsupportedImageError(f"{name}: not a video file (mp4, mov, webm, mkv, avi)")
     if size > MAX_VIDEO_BYTES:
         raise ImageTooLargeError(
@@ -88,10 +95,20 @@ def read_frames(
             f"{name}: videos need PyAV: pip install 'deepfake-detect[video]'"
         ) from None
     try:
-        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
-            return _sample(container, name, count, limit)
+        with av.open(opened, mode="r", metadata_errors="ignore") as container:
+            return _sample(container, name, count, limit, max_seconds)
     except av.FFmpegError as exc:
         raise VideoError(f"{name}: corrupt or truncated video ({_reason(exc)})") from None
+
+
+def _head_and_size(path: str | os.PathLike, name: str) -> tuple[bytes, int]:
+    try:
+        with open(path, "rb") as file:
+            return file.read(16), os.fstat(file.fileno()).st_size
+    except FileNotFoundError:
+        raise VideoError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise VideoError(f"{name}: cannot read file ({exc.strerror})") from None
 
 
 def check_frame_count(count: int) -> int:
@@ -100,7 +117,7 @@ def check_frame_count(count: int) -> int:
     return count
 
 
-def _sample(container, name: str, count: int, max_pixels: int) -> tuple[list[Frame], float]:
+def _sample(container, name, count, max_pixels, max_seconds) -> tuple[list[Frame], float]:
     if not container.streams.video:
         raise VideoError(f"{name}: no video stream")
     stream = container.streams.video[0]
@@ -113,10 +130,9 @@ def _sample(container, name: str, count: int, max_pixels: int) -> tuple[list[Fra
     duration = _duration(container, stream)
     if duration is None or duration <= 0:
         raise VideoError(f"{name}: the video says nothing of its duration")
-    if duration > MAX_VIDEO_SECONDS:
+    if duration > max_seconds:
         raise ImageTooLargeError(
-            f"{name}: video lasts {duration / 60:.0f} min, over the limit of "
-            f"{MAX_VIDEO_SECONDS / 60:.0f} min"
+            f"{name}: video lasts {duration:.0f} s, over the limit of {max_seconds:.0f} s"
         )
     start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
     targets = [start + (k + 0.5) * duration / count for k in range(count)]

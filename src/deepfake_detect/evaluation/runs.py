@@ -70,7 +70,7 @@ def reencoded(
 
 def score_records(
     detector: Detector, records, *, batch_size=32, jpeg_quality=None, scale=1.0, progress=False,
-    history=False, change=None,
+    history=False, change=None, faces="off",
 ):
     """Predictions for the records, in order; optionally after re-encoding them as JPEG (and
     resizing them by `scale`, or giving them the diffusion faces' history, first), or after an
@@ -88,7 +88,7 @@ def score_records(
         if jpeg_quality is None and not history and change is None
         else reencoded(records, jpeg_quality, scale, history, change)
     )
-    return detector.score(inputs, batch_size=batch_size, progress=progress)
+    return detector.score(inputs, batch_size=batch_size, progress=progress, faces=faces)
 
 
 def evaluate(
@@ -102,6 +102,7 @@ def evaluate(
     progress: bool = False,
     history: bool = False,
     change: str | None = None,
+    faces: str = "off",
 ) -> dict[str, Any]:
     """Score every image of the split, then compute and write the metrics on all the scores.
 
@@ -109,11 +110,12 @@ def evaluate(
     history, every image first gets the diffusion faces' processing history (`reencoded`); with
     change, every image goes through that everyday change (a rotation, a crop, ...) first.
     Metrics per source are added when the split holds several sources. `progress` shows a bar.
+    `faces` on or auto scores each image by its highest face (`Detector.score`).
     """
     threshold = detector.threshold if threshold is None else check_threshold(threshold)
     predictions = score_records(
         detector, records, batch_size=batch_size, jpeg_quality=jpeg_quality, progress=progress,
-        history=history, change=change,
+        history=history, change=change, faces=faces,
     )
     failed = [p for p in predictions if p.score is None]
     if failed:
@@ -133,10 +135,29 @@ def evaluate(
         "jpeg_quality": jpeg_quality,
         "figure_history": history,
         "change": change,
+        "faces": faces,
         "failed": [p.error for p in failed],
     }
     write_report(Path(output_dir), metrics, labels, scores)
+    write_scores(Path(output_dir) / SCORES_FILE, [r for r, _ in pairs], scores)
     return metrics
+
+
+SCORES_FILE = "scores.csv"
+
+
+def write_scores(path: Path, records, scores: np.ndarray) -> None:
+    """Each image's score (path, source, label, score): what a paired comparison of two
+    models needs, small enough to keep when the model itself is gone."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["path", "source", "label", "score"])
+    for record, score in zip(records, scores, strict=True):
+        writer.writerow([record.path.as_posix(), record.source, record.label, f"{score:.8g}"])
+    atomic_write_bytes(path, text.getvalue().encode("utf-8", "surrogateescape"))
 
 
 def per_source_metrics(sources: Sequence[str], labels, scores, threshold) -> dict[str, dict]:
@@ -149,7 +170,7 @@ def per_source_metrics(sources: Sequence[str], labels, scores, threshold) -> dic
 
 REPORT_FILES = (
     "classification_report.txt", "confusion_matrix.png", "roc.png", "reliability.png",
-    "metrics.json",
+    "metrics.json", "scores.csv",
 )  # fmt: skip
 
 

@@ -25,7 +25,13 @@ from PIL import Image
 
 from deepfake_detect.data.images import decode_image, load_image, preprocess, read_source
 from deepfake_detect.data.provenance import read_provenance
-from deepfake_detect.data.video import DEFAULT_FRAMES, check_frame_count, is_video, read_frames
+from deepfake_detect.data.video import (
+    DEFAULT_FRAMES,
+    MAX_VIDEO_SECONDS,
+    check_frame_count,
+    is_video,
+    read_frames,
+)
 from deepfake_detect.errors import DetectorError, ModelError
 from deepfake_detect.inference.engines import Engine, TorchEngine
 from deepfake_detect.inference.inputs import expand_paths, scan_inputs  # noqa: F401 (re-export)
@@ -67,16 +73,32 @@ FACE_MODES = ("off", "on", "auto")
 NO_FACE = "no face found: the whole image was scored"
 
 
+def check_faces_mode(faces: str) -> str:
+    if faces not in FACE_MODES:
+        raise ValueError(f"--faces must be one of {', '.join(FACE_MODES)}, not {faces!r}")
+    return faces
+
+
 @dataclass
-class _Loaded:
+class Inputs:
     """One input ready to score: one array per crop (the whole image: one), and what goes
-    with its record."""
+    with its record; `prediction` turns the scores of `arrays`, in order, into its record."""
 
     arrays: list[np.ndarray]
     provenance: dict | None = None
     faces: list[Any] | None = None  # inference.faces.Face per array, in faces mode
     warnings: list[str] | None = None
-    frames: list[tuple[int, float, _Loaded]] | None = None  # a video: (index, time, frame)
+    frames: list[tuple[int, float, Inputs]] | None = None  # a video: (index, time, frame)
+
+    def prediction(self, name: str, scores: Iterator[float], threshold: float) -> Prediction:
+        """The record of these inputs, taking one score per array from `scores`."""
+        if self.frames is not None:
+            return _video_prediction(name, self, scores, threshold)
+        mine = [float(next(scores)) for _ in self.arrays]
+        score = max(mine)
+        faces = _face_records(self.faces, mine, threshold)
+        return Prediction(name, score, _label(score, threshold), None, self.provenance, faces,
+                          self.warnings)  # fmt: skip
 
 
 BUNDLED_DIR = Path(__file__).parent.parent / "bundled"
@@ -165,13 +187,13 @@ class Detector:
         c = self.config
         return preprocess(load_image(item), c.image_size, c.mean, c.std, c.interpolation)
 
-    def _load(self, item: ImageInput, provenance: bool, faces: str, frames: int) -> _Loaded:
+    def _load(self, item: ImageInput, provenance: bool, faces: str, frames: int) -> Inputs:
         """The model's input (one per face in faces mode), and the file's provenance when
         asked (from the same bytes). A video file: that for each of `frames` frames."""
         c = self.config
         found = None
         if isinstance(item, str | os.PathLike) and is_video(item):
-            return self._load_video(item, faces, frames)
+            return self.video_inputs(item, faces, frames)
         if isinstance(item, Image.Image) or (not provenance and faces == "off"):
             image = load_image(item)
         else:
@@ -179,20 +201,29 @@ class Detector:
             image = decode_image(name, data)
             found = read_provenance(data).to_dict() if provenance else None
         if faces == "off":
-            return _Loaded([preprocess(image, c.image_size, c.mean, c.std, c.interpolation)],
+            return Inputs([preprocess(image, c.image_size, c.mean, c.std, c.interpolation)],
                            found)  # fmt: skip
-        return self._load_faces(image, faces, found)
+        return self.face_inputs(image, faces, found)
 
-    def _load_video(self, path, faces: str, count: int) -> _Loaded:
+    def video_inputs(
+        self,
+        source,
+        faces: str = "off",
+        count: int = DEFAULT_FRAMES,
+        *,
+        name: str | None = None,
+        max_seconds: float = MAX_VIDEO_SECONDS,
+    ) -> Inputs:
+        """A video file (a path, or its bytes) as the inputs of `count` evenly spaced frames."""
         c = self.config
-        frames, _duration = read_frames(path, count)
+        frames, _duration = read_frames(source, count, name=name, max_seconds=max_seconds)
         loaded = []
         for frame in frames:
             if faces == "off":
                 image = preprocess(frame.image, c.image_size, c.mean, c.std, c.interpolation)
-                one = _Loaded([image])
+                one = Inputs([image])
             else:
-                one = self._load_faces(frame.image, faces, None)
+                one = self.face_inputs(frame.image, faces, None)
             loaded.append((frame.index, round(frame.time, 3), one))
         arrays = [a for _, _, one in loaded for a in one.arrays]
         warnings = []
@@ -200,9 +231,12 @@ class Detector:
         if missed:
             warnings.append(f"no face found in {missed} of {len(loaded)} frames: "
                             "those were scored whole")  # fmt: skip
-        return _Loaded(arrays, None, None, warnings, loaded)
+        return Inputs(arrays, None, None, warnings, loaded)
 
-    def _load_faces(self, image: Image.Image, mode: str, provenance: dict | None) -> _Loaded:
+    def face_inputs(
+        self, image: Image.Image, mode: str = "on", provenance: dict | None = None
+    ) -> Inputs:
+        """The crops of an image's faces (or the whole image: see `score`'s faces)."""
         from deepfake_detect.inference.faces import crop_face
 
         c, policy = self.config, self.crop_policy
@@ -210,14 +244,14 @@ class Detector:
         faces = faces[:MAX_FACES]
         whole = preprocess(image, c.image_size, c.mean, c.std, c.interpolation)
         if not faces:
-            return _Loaded([whole], provenance, [], [NO_FACE])
+            return Inputs([whole], provenance, [], [NO_FACE])
         if mode == "auto" and max(f.side for f in faces) >= policy.auto_share * min(image.size):
-            return _Loaded([whole], provenance, [], [])  # the face fills the frame, as in training
+            return Inputs([whole], provenance, [], [])  # the face fills the frame, as in training
         crops = [
             preprocess(crop_face(image, f, policy), c.image_size, c.mean, c.std, c.interpolation)
             for f in faces
         ]
-        return _Loaded(crops, provenance, faces, [])
+        return Inputs(crops, provenance, faces, [])
 
     def score_arrays(self, batch: np.ndarray) -> np.ndarray:
         """P(fake) for a batch of preprocessed images (N, 3, H, W)."""
@@ -293,8 +327,7 @@ class Detector:
             inputs = [inputs]
         items = iter(inputs)  # consumed a batch at a time: inputs may be a long generator
         chunks = iter(lambda: list(itertools.islice(items, batch_size)), [])
-        if faces not in FACE_MODES:
-            raise ValueError(f"--faces must be one of {', '.join(FACE_MODES)}, not {faces!r}")
+        check_faces_mode(faces)
         check_frame_count(frames)
         load = functools.partial(self._safe_load, provenance=provenance, faces=faces, frames=frames)
         if workers < 1:
@@ -316,7 +349,7 @@ class Detector:
 
     def _safe_load(
         self, item: ImageInput, provenance: bool, faces: str, frames: int
-    ) -> _Loaded | str:
+    ) -> Inputs | str:
         try:
             return self._load(item, provenance, faces, frames)
         except DetectorError as exc:
@@ -330,24 +363,18 @@ class Detector:
             if isinstance(x, str):
                 yield Prediction(name, None, None, x)
                 continue
-            if x.frames is not None:
-                yield _video_prediction(name, x, scores, threshold)
-                continue
-            mine = [float(next(scores)) for _ in x.arrays]
-            score = max(mine)
-            yield Prediction(name, score, _label(score, threshold), None, x.provenance,
-                             _face_records(x.faces, mine, threshold), x.warnings)  # fmt: skip
+            yield x.prediction(name, scores, threshold)
 
 
 def _label(score: float, threshold: float) -> str:
     return "fake" if score >= threshold else "real"
 
 
-def _video_prediction(name: str, video: _Loaded, scores: Iterator, threshold) -> Prediction:
+def _video_prediction(name: str, video: Inputs, scores: Iterator, threshold) -> Prediction:
     """A video's record: each frame scored by its highest face (or as a whole), the video by
     the mean of its frames."""
     records = []
-    for index, time, frame in video.frames:
+    for index, time, frame in video.frames or []:
         mine = [float(next(scores)) for _ in frame.arrays]
         record = {"frame": index, "time": time, "score": max(mine),
                   "label": _label(max(mine), threshold)}  # fmt: skip

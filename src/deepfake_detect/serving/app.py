@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hmac
 import json
 import logging
@@ -22,19 +23,21 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deepfake_detect.data.video import DEFAULT_FRAMES, MAX_FRAMES, sniff_video
 from deepfake_detect.errors import DetectorError, ImageError
 from deepfake_detect.inference.detector import Detector, load_detector
 from deepfake_detect.serving.batching import MicroBatcher
 from deepfake_detect.serving.model_card import model_card
 from deepfake_detect.serving.pipeline import Prepared, prepare, status_of
 from deepfake_detect.serving.schemas import ErrorBody, ModelCard, PredictResponse, Status
-from deepfake_detect.serving.settings import ServiceSettings
+from deepfake_detect.serving.settings import MIB, ServiceSettings
 from deepfake_detect.serving.uploads import Upload, UploadError, parse_files, read_body
 from deepfake_detect.version import __version__
 
@@ -150,11 +153,20 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         responses=_ERRORS,
         openapi_extra=_upload_body(settings.max_files),
     )
-    async def predict(request: Request, explain: bool = False) -> PredictResponse:
-        """Score one or more images (multipart parts named `file`).
+    async def predict(
+        request: Request,
+        explain: bool = False,
+        faces: Literal["off", "on", "auto"] = "off",
+        frames: int = Query(DEFAULT_FRAMES, ge=1, le=MAX_FRAMES),
+    ) -> PredictResponse:
+        """Score one or more images or videos (multipart parts named `file`).
 
         With `explain=true` each answer carries a Grad-CAM heat-map over the image (PNG,
         base64); explanations run the PyTorch network, loaded on the first such request.
+        `faces=on` scores each face found, cropped as the training images are framed (the
+        image's score is the highest; `auto` crops only small faces). A video (mp4, mov, webm,
+        mkv, avi) is scored at `frames` evenly spaced frames: its score is their mean, beside
+        the highest (`max_score`); videos have their own size and duration limits.
         When every file is refused, the status is the first refusal's; otherwise 200, with
         each refused file's status and reason in its own `error`.
         """
@@ -163,7 +175,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise UploadError(503, "the server is busy: retry shortly")
         state.pending += 1
         try:
-            return await _predict(request, state, detector, explain)
+            return await _predict(request, state, detector, explain, faces, frames)
         finally:
             state.pending -= 1
 
@@ -231,28 +243,41 @@ def _check_key(request: Request, state: ServiceState) -> None:
         raise UploadError(401, "missing or wrong API key: send Authorization: Bearer <key>")
 
 
-async def _predict(request, state: ServiceState, detector: Detector, explain: bool):
+async def _predict(request, state: ServiceState, detector: Detector, explain, faces, frames):
     s = state.settings
     length = request.headers.get("content-length")
-    body = await read_body(request.stream(), s.max_upload_bytes, length)
+    body = await read_body(request.stream(), max(s.max_upload_bytes, s.max_video_bytes), length)
     request.state.body_bytes = len(body)
     uploads = parse_files(body, request.headers.get("content-type"), s.max_files)
     del body  # the parts hold their own bytes
-    results = await asyncio.gather(*(_one(state, detector, u, explain) for u in uploads))
+    results = await asyncio.gather(
+        *(_one(state, detector, u, explain, faces, frames) for u in uploads)
+    )
     errors = [r["error"] for r in results if r["error"] is not None]
     if len(errors) == len(results):
         raise UploadError(errors[0]["status"], errors[0]["detail"])
     return PredictResponse(request_id=request.state.request_id, results=results)
 
 
-async def _one(state: ServiceState, detector: Detector, upload: Upload, explain: bool) -> dict:
-    c = detector.config
+async def _one(state: ServiceState, detector: Detector, upload: Upload, explain, faces,
+               frames) -> dict:  # fmt: skip
+    c, s = detector.config, state.settings
     result = {
         "filename": upload.filename, "score": None, "label": None, "threshold": c.threshold,
         "model": {"name": c.name, "version": c.version, "weights_sha256": c.weights_sha256},
         "image": None, "provenance": None, "warnings": [], "heatmap_png": None, "error": None,
     }  # fmt: skip
     loop = asyncio.get_running_loop()
+    video = sniff_video(upload.data[:16]) is not None
+    limit = s.max_video_bytes if video else s.max_upload_bytes
+    if len(upload.data) > limit:
+        what = "video" if video else "image"
+        detail = f"{upload.filename}: {what} of {len(upload.data) / MIB:.1f} MiB, over the " \
+                 f"limit of {limit / MIB:.1f} MiB for an {what}"  # fmt: skip
+        result["error"] = {"status": 413, "detail": detail.replace("an video", "a video")}
+        return result
+    if video:
+        return await _one_video(state, detector, upload, faces, frames, result)
     try:
         prepared: Prepared = await loop.run_in_executor(
             state.decoders, prepare, upload.data, upload.filename, c, state.settings.max_pixels
@@ -263,14 +288,42 @@ async def _one(state: ServiceState, detector: Detector, upload: Upload, explain:
     result["image"] = prepared.facts
     result["provenance"] = prepared.provenance
     result["warnings"] = prepared.warnings
-    score = await state.batcher.score(prepared.array)
-    result["score"] = score
-    result["label"] = "fake" if score >= c.threshold else "real"
+    if faces == "off":
+        score = await state.batcher.score(prepared.array)
+        result["score"] = score
+        result["label"] = "fake" if score >= c.threshold else "real"
+    else:
+        inputs = await loop.run_in_executor(
+            state.decoders, detector.face_inputs, prepared.image, faces, prepared.provenance
+        )
+        scores = await asyncio.gather(*(state.batcher.score(a) for a in inputs.arrays))
+        prediction = inputs.prediction(upload.filename, iter(scores), c.threshold)
+        result["score"], result["label"] = prediction.score, prediction.label
+        result["faces"] = prediction.faces
+        result["warnings"] += prediction.warnings or []
     if explain:
         heatmap, warning = await _explain(state, prepared)
         result["heatmap_png"] = heatmap
         if warning:
             result["warnings"].append(warning)
+    return result
+
+
+async def _one_video(state, detector: Detector, upload: Upload, faces, frames, result) -> dict:
+    """A video upload: its frames decoded from memory in a worker thread, scored like images."""
+    loop, s = asyncio.get_running_loop(), state.settings
+    read = functools.partial(detector.video_inputs, upload.data, faces, frames,
+                             name=upload.filename, max_seconds=s.max_video_seconds)  # fmt: skip
+    try:
+        inputs = await loop.run_in_executor(state.decoders, read)
+    except ImageError as exc:
+        result["error"] = {"status": status_of(exc), "detail": str(exc)}
+        return result
+    scores = await asyncio.gather(*(state.batcher.score(a) for a in inputs.arrays))
+    prediction = inputs.prediction(upload.filename, iter(scores), detector.config.threshold)
+    result["score"], result["label"] = prediction.score, prediction.label
+    result["frames"], result["max_score"] = prediction.frames, prediction.max_score
+    result["warnings"] = prediction.warnings or []
     return result
 
 

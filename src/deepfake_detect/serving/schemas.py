@@ -59,6 +59,22 @@ class Provenance(BaseModel):
     error: str | None = None
 
 
+class FaceResult(BaseModel):
+    face: int = Field(description="its index, left to right")
+    box: list[int] = Field(description="x1, y1, x2, y2 in pixels of the upright image")
+    score: float
+    label: Literal["fake", "real"]
+    confidence: float = Field(description="the face detector's")
+
+
+class FrameResult(BaseModel):
+    frame: int = Field(description="the frame's number in the video, from 0")
+    time: float = Field(description="seconds from the start")
+    score: float
+    label: Literal["fake", "real"]
+    faces: list[FaceResult] | None = None
+
+
 class ItemError(BaseModel):
     status: int = Field(description="what the status would be had this been the only file")
     detail: str
@@ -72,6 +88,13 @@ class Result(BaseModel):
     model: ModelRef
     image: ImageInfo | None = None
     provenance: Provenance | None = None
+    faces: list[FaceResult] | None = Field(
+        None, description="faces=on|auto: each face's box and score; the score is the highest"
+    )
+    frames: list[FrameResult] | None = Field(
+        None, description="a video: each sampled frame's score; the score is their mean"
+    )
+    max_score: float | None = Field(None, description="a video: the highest frame score")
     warnings: list[str] = []
     heatmap_png: str | None = Field(
         None, description="base64 PNG: the Grad-CAM heat-map over the image (explain=true)"

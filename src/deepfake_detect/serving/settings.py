@@ -25,7 +25,9 @@ class ServiceSettings:
     Content-Length and a chunked body change nothing). `max_batch` images, or whatever came
     within `batch_wait_ms`, are scored at once; `max_batch=1` turns micro-batching off.
     `max_pending` requests may be in the server at once; the next gets 503 and Retry-After, so
-    memory stays below about max_pending x max_upload_bytes.
+    memory stays below about max_pending x max_upload_bytes. A video (mp4, mov, webm, mkv,
+    avi) may be up to `max_video_bytes` (a request body too, then) and last up to
+    `max_video_seconds`.
     """
 
     model: str | None = None  # None: the bundled model
@@ -33,6 +35,8 @@ class ServiceSettings:
     precision: str = "auto"
     device: str = "auto"  # for the torch engine and for explanations
     max_upload_bytes: int = 10 * MIB
+    max_video_bytes: int = 50 * MIB
+    max_video_seconds: int = 600
     max_files: int = 16
     max_pixels: int | None = None  # None: data.images' limit (40 megapixels)
     max_batch: int = 8
@@ -42,7 +46,9 @@ class ServiceSettings:
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_files", "max_batch", "max_pending", "retry_after_s"):
+        whole = ("max_upload_bytes", "max_video_bytes", "max_video_seconds", "max_files",
+                 "max_batch", "max_pending", "retry_after_s")  # fmt: skip
+        for name in whole:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")

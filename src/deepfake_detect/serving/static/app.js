@@ -16,6 +16,7 @@
     dropzone: $("dropzone"),
     input: $("file-input"),
     explain: $("explain"),
+    faces: $("faces"),
     clear: $("clear"),
     keyForm: $("api-key-form"),
     key: $("api-key"),
@@ -226,9 +227,50 @@
       const { width, height, format, bytes } = result.image;
       body.append(el("p", "facts muted small", `${width}×${height} ${format} · ${formatBytes(bytes)}`));
     }
+    if (result.faces && result.faces.length && result.image) showFaces(view, result);
+    if (result.frames) body.append(framesLine(result));
     if (result.provenance) body.append(provenanceLine(result.provenance));
     showWarnings(body, result.warnings || []);
     if (result.heatmap_png) showHeatmap(view, result.heatmap_png);
+  }
+
+  // Each face's box over the picture, coloured by its own verdict. The picture is shown
+  // contained in a 4:3 box, so a box's place is computed as a share of that box.
+  function showFaces(view, result) {
+    const { width, height } = result.image;
+    const scale = Math.min(4 / width, 3 / height);
+    const left = (4 - width * scale) / 2;
+    const top = (3 - height * scale) / 2;
+    const layer = el("div", "face-layer");
+    layer.dataset.testid = "faces";
+    for (const face of result.faces) {
+      const [x1, y1, x2, y2] = face.box;
+      const box = el("div", `face-box is-${face.label}`);
+      box.dataset.testid = "face-box";
+      box.dataset.label = face.label;
+      box.title = `face ${face.face}: P(fake) ${formatProbability(face.score)}`;
+      box.style.setProperty("--x", String(((left + x1 * scale) / 4) * 100));
+      box.style.setProperty("--y", String(((top + y1 * scale) / 3) * 100));
+      box.style.setProperty("--w", String((((x2 - x1) * scale) / 4) * 100));
+      box.style.setProperty("--h", String((((y2 - y1) * scale) / 3) * 100));
+      box.append(el("span", "face-tag", `${face.face}: ${face.label}`));
+      layer.append(box);
+    }
+    view.media.append(layer);
+    const list = el("p", "faces-line small");
+    list.textContent = result.faces
+      .map((f) => `face ${f.face}: ${f.label} (${formatProbability(f.score)})`)
+      .join(" · ");
+    view.body.append(list);
+  }
+
+  function framesLine(result) {
+    const line = el("p", "frames-line small");
+    line.dataset.testid = "frames";
+    line.textContent =
+      `Video: the mean of ${result.frames.length} frames; the highest frame ` +
+      `P(fake) ${formatProbability(result.max_score)}`;
+    return line;
   }
 
   // What the file's metadata claims: a separate signal, shown apart from the verdict
@@ -303,6 +345,7 @@
 
   function resetCard(view) {
     const { card, body, verdict } = view;
+    view.media.querySelector(".face-layer")?.remove();
     card.className = "card";
     card.dataset.state = "pending";
     delete card.dataset.status;
@@ -316,12 +359,13 @@
 
   async function score(view, cardGeneration) {
     const explain = ui.explain.checked;
+    const faces = ui.faces.checked ? "on" : "off";
     for (let attempt = 0; ; attempt += 1) {
       const form = new FormData();
       form.append("file", view.file, view.file.name);
       let response;
       try {
-        response = await fetch(`/v1/predict?explain=${explain}`, {
+        response = await fetch(`/v1/predict?explain=${explain}&faces=${faces}`, {
           method: "POST",
           body: form,
           headers: authHeaders(),

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Score a finished candidate of the second edition on its validation split, by the rule in
+# docs/experiments.md: per-source ROC-AUC at JPEG quality 75 (evaluate), and the diffusion faces
+# per generator against real photos with their history (diffusion_report). The per-image scores
+# are kept in docs/scores/ so that later comparisons can be paired.
+#   bash scripts/score_candidate.sh /work/exp/candidate-robust-diffusion candidate-b
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:?run folder}
+NAME=${2:?short name for docs/scores}
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-$RUN/scored}
+mkdir -p "$OUT" docs/scores
+deepfake-detect evaluate --model "$RUN" --data "$DATA" --split valid --jpeg-quality 75 \
+    --output "$OUT/valid-q75" -q
+python scripts/diffusion_report.py --model "$RUN" --split-from "$RUN" --split valid \
+    --json "$OUT/diffusion-valid.json" | tee "$OUT/diffusion-valid.md"
+python - "$OUT/valid-q75/metrics.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+print("| source | images | accuracy | ROC-AUC | ECE | false alarms |")
+print("| --- | --- | --- | --- | --- | --- |")
+for name, s in {**m["per_source"], "all": m}.items():
+    lo, hi = s["intervals"]["roc_auc"]
+    alo, ahi = s["intervals"]["accuracy"]
+    print(f"| {name} | {s['n_images']} | {s['accuracy']:.3f} [{alo:.3f}, {ahi:.3f}] | "
+          f"{s['roc_auc']:.4f} [{lo:.4f}, {hi:.4f}] | {s.get('ece', float('nan')):.3f} | "
+          f"{s.get('false_alarm_rate', float('nan'))} |")
+PY
+cp "$OUT/valid-q75/scores.csv" "docs/scores/$NAME-valid-q75.csv"
