@@ -21,6 +21,7 @@ from deepfake_detect.cli import (
     explain,
     export,
     predict,
+    robustness,
     serve,
     train,
 )
@@ -75,6 +76,7 @@ COMMANDS = (
     audit.audit,
     evaluate.evaluate,
     calibrate.calibrate,
+    robustness.robustness,
     predict.predict,
     export.export,
     benchmark.benchmark,

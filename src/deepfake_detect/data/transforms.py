@@ -357,3 +357,76 @@ def everyday_change(name: str) -> tuple[Callable[[Image.Image], Image.Image], in
     if name not in EVERYDAY_CHANGES:
         raise ValueError(f"--change must be one of {', '.join(EVERYDAY_CHANGES)}, not {name!r}")
     return EVERYDAY_CHANGES[name]
+
+
+# -- perturbations at graded strengths: what `deepfake-detect robustness` measures ---------------
+
+
+def _jpeg(image: Image.Image, quality: float) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=int(quality))
+    return buffer.getvalue()
+
+
+def _gaussian(image: Image.Image, sigma: float) -> Image.Image:
+    """A true Gaussian blur, also for sigma under 1 px (Pillow's box approximation leaves an
+    image unchanged at 0.5)."""
+    if sigma == 0:
+        return image
+    from scipy.ndimage import gaussian_filter
+
+    pixels = gaussian_filter(np.asarray(image, dtype=np.float32), sigma=(sigma, sigma, 0))
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+
+
+def _down_and_up(image: Image.Image, factor: float) -> Image.Image:
+    """Resized by `factor` and back to the original size: the detail of a smaller copy."""
+    if factor == 1.0:
+        return image
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    return image.resize(size, Image.BICUBIC).resize(image.size, Image.BICUBIC)
+
+
+def _noisy(image: Image.Image, sigma: float, rng: np.random.Generator) -> Image.Image:
+    if sigma == 0:
+        return image
+    noise = rng.normal(0.0, sigma, (image.height, image.width, 3))
+    pixels = np.asarray(image, dtype=np.float32) + noise
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+
+
+def _screenshot(image: Image.Image, scale: float) -> Image.Image:
+    """Shown at `scale` by a viewer (bilinear, as browsers and image viewers resample) and
+    captured losslessly: a screenshot of the image."""
+    if scale == 1.0:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.BILINEAR)
+
+
+PERTURBATIONS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "jpeg": ("JPEG quality", (95, 85, 75, 60, 50, 40, 30)),
+    "blur": ("Gaussian blur sigma (px)", (0, 0.5, 1, 1.5, 2, 3)),
+    "downscale": ("downscale factor, then back up", (1, 0.75, 0.5, 0.35, 0.25)),
+    "noise": ("Gaussian noise sigma (levels of 255)", (0, 2, 4, 8, 12, 16)),
+    "screenshot": ("screenshot at display scale", (1, 1.25, 0.8, 0.67, 0.5)),
+}
+"""Each perturbation with its axis label and levels, from none (or the mildest) to the
+strongest: JPEG re-compression (the level is the quality), Gaussian blur, downscaling and back,
+additive Gaussian noise, and a screenshot-like bilinear resample at a display scale."""
+
+
+def perturb(image: Image.Image, name: str, level: float, rng: np.random.Generator):
+    """The image after one perturbation at one level: JPEG bytes for "jpeg", else an image
+    (lossless: nothing else is added)."""
+    if name == "jpeg":
+        return _jpeg(image, level)
+    if name == "blur":
+        return _gaussian(image, level)
+    if name == "downscale":
+        return _down_and_up(image, level)
+    if name == "noise":
+        return _noisy(image, level, rng)
+    if name == "screenshot":
+        return _screenshot(image, level)
+    raise ValueError(f"unknown perturbation {name!r}: one of {', '.join(PERTURBATIONS)}")

@@ -217,3 +217,53 @@ def plot_learning_curve(
     else:
         ax.text(0.5, 0.5, "no points", ha="center", va="center", transform=ax.transAxes)
     _save_figure(fig, path)
+
+
+def plot_robustness(rows: Sequence[dict], xlabel: str, path: str | os.PathLike) -> None:
+    """Accuracy and ROC-AUC (with their 95% intervals as bands) at each level of one
+    perturbation, in the order the levels were measured (mildest first)."""
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot()
+    positions = np.arange(len(rows))
+    for key, label in (("accuracy", "accuracy"), ("roc_auc", "ROC-AUC")):
+        values = np.array([_as_float(r[key]) for r in rows])
+        ax.plot(positions, values, "o-", lw=2, label=label)
+        bounds = [r.get(f"{key}_interval") or (None, None) for r in rows]
+        low = np.array([_as_float(b[0]) for b in bounds])
+        high = np.array([_as_float(b[1]) for b in bounds])
+        ax.fill_between(positions, low, high, alpha=0.2)
+    ax.set_xticks(positions, [f"{r['level']:g}" for r in rows])
+    ax.set(xlabel=xlabel, ylabel="on the images", ylim=(0.0, 1.01), title=rows[0]["perturbation"])
+    ax.axhline(0.5, ls="--", color="grey", lw=1)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def plot_curves_by_source(labels, scores, sources: Sequence[str], path: str | os.PathLike) -> None:
+    """ROC curves (left) and reliability diagrams (right) of each source, one colour each."""
+    y, s = _validate(labels, scores)
+    names = np.array(sources)
+    fig = Figure(figsize=(10, 4.5))
+    roc_ax, rel_ax = fig.subplots(1, 2)
+    roc_ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    rel_ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    for source in sorted(set(sources)):
+        mask = names == source
+        ys, ss = y[mask], s[mask]
+        if _has_both_classes(ys):
+            fpr, tpr, _ = roc_curve(ys, ss)
+            roc_ax.plot(fpr, tpr, lw=2, label=f"{source} (AUC {roc_auc_score(ys, ss):.3f})")
+        bins = [b for b in reliability_bins(ys, ss) if b["count"]]
+        label = f"{source} (ECE {expected_calibration_error(ys, ss):.3f})"
+        rel_ax.plot([b["mean_score"] for b in bins], [b["fraction_fake"] for b in bins], "o-",
+                    lw=1.5, label=label)  # fmt: skip
+    roc_ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate",
+               ylabel="True positive rate", title="ROC by source")  # fmt: skip
+    rel_ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="mean P(fake) in the bin",
+               ylabel="share of fakes", title="Reliability by source")  # fmt: skip
+    for ax in (roc_ax, rel_ax):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path)
