@@ -140,7 +140,21 @@ def evaluate(
     }
     write_report(Path(output_dir), metrics, labels, scores)
     write_scores(Path(output_dir) / SCORES_FILE, [r for r, _ in pairs], scores)
+    _write_html(Path(output_dir), metrics, labels, scores, [r.source for r, _ in pairs], detector)
     return metrics
+
+
+def _write_html(output_dir, metrics, labels, scores, sources, detector: Detector) -> None:
+    from deepfake_detect.evaluation.report_html import write_html_report
+
+    c = detector.config
+    card = {
+        **detector.info(), "backbone": c.backbone, "head": c.head, "image_size": c.image_size,
+        "threshold": c.threshold, "temperature": c.temperature,
+        "training_data": [str(d) for d in c.training.get("data", [])],
+    }  # fmt: skip
+    figures = [output_dir / name for name in REPORT_FILES[1:4]]
+    write_html_report(output_dir / "report.html", metrics, labels, scores, sources, card, figures)
 
 
 SCORES_FILE = "scores.csv"
@@ -170,7 +184,7 @@ def per_source_metrics(sources: Sequence[str], labels, scores, threshold) -> dic
 
 REPORT_FILES = (
     "classification_report.txt", "confusion_matrix.png", "roc.png", "reliability.png",
-    "metrics.json", "scores.csv",
+    "metrics.json", "scores.csv", "report.html",
 )  # fmt: skip
 
 
