@@ -56,8 +56,10 @@ def files(*items: tuple[str, bytes]) -> list:
     return [("file", (name, data, "application/octet-stream")) for name, data in items]
 
 
-def ready(client) -> None:
-    for _ in range(300):
+def ready(client, seconds: float = 60.0) -> None:
+    """Wait for the model to load (seconds on an idle machine; longer on a loaded one)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         if client.get("/readyz").status_code == 200:
             return
         time.sleep(0.02)
