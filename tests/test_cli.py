@@ -129,7 +129,8 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
         ["predict", str(image), "--model", str(kaggle_run)], capsys, monkeypatch
     )
     assert code == 0
-    assert stdout.splitlines()[0].split() == ["path", "score", "label", "threshold", "error"]
+    # notes: the error, the face and frame, warnings and what the file claims, as they apply
+    assert stdout.splitlines()[0].split() == ["path", "score", "label", "threshold", "notes"]
     threshold = json.loads((kaggle_run / "config.json").read_text())["threshold"]
     assert str(image) in stdout and f"{threshold:.4f}" in stdout.splitlines()[1]
     assert stderr.startswith("1 image: ")

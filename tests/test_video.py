@@ -20,12 +20,12 @@ FPS, FRAMES = 16, 64  # a 4 s clip
 
 
 def write_clip(path: Path, codec: str = "libx264", frames: int = FRAMES) -> Path:
-    """Frame i is a flat grey of level 4 i: its pixels say which frame was read."""
+    """Frame i is a flat grey of level 4 i (mod 256): its pixels say which frame was read."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=FPS)
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
         for i in range(frames):
-            pixels = np.full((64, 96, 3), 4 * i, np.uint8)
+            pixels = np.full((64, 96, 3), (4 * i) % 256, np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

@@ -47,7 +47,7 @@ class PredictionWriter:
         else:
             out.write(
                 f"{'path':<{width}}  {'score':>6}  {'label':<5}  {'threshold':>9}  "
-                "notes (face, error, warnings, provenance)\n"
+                "notes\n"
             )
 
     def write(self, record: dict) -> None:
