@@ -92,7 +92,7 @@ def read_frames(
         import av
     except ImportError:
         raise UnsupportedImageError(
-            f"{name}: videos need PyAV: pip install 'deepfake-detect[video]'"
+            f"{name}: videos need PyAV: pip install av"
         ) from None
     try:
         with av.open(opened, mode="r", metadata_errors="ignore") as container:
