@@ -186,7 +186,10 @@ def _open_header(data: bytes, image_format: str) -> Image.Image:
 
 def _metadata_traces(image: Image.Image, data: bytes) -> list[Trace]:
     traces = []
-    for key, value in (getattr(image, "text", None) or {}).items():  # PNG text chunks
+    # PNG text chunks before the image data, as Pillow reads them with the header (`.text`
+    # would decode every pixel again to find late ones; the front-ends write theirs first)
+    chunks = image.info if image.format == "PNG" else {}
+    for key, value in chunks.items():
         if not isinstance(value, str) or key.lower().startswith("xml:com.adobe.xmp"):
             continue
         generator = PNG_GENERATOR_KEYS.get(key.lower())
