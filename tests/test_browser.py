@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from conftest import make_model, photo_like, running_server
-from PIL import Image
 
 from deepfake_detect.serving.app import ServiceSettings, create_app
 
@@ -218,16 +217,10 @@ def test_keyboard_reaches_the_file_input_and_the_page_fits_a_phone(browser, serv
 def test_faces_are_boxed_by_verdict_and_provenance_is_shown(watched, server, tmp_path):
     import httpx
     from provenance_files import sd_png
-    from test_faces import SHARED_DATA
+    from test_faces import two_face_jpeg
 
-    faces_in = sorted((SHARED_DATA / "faces140k-sample" / "real").glob("*"))[:2]
-    if not faces_in:
-        pytest.skip("../shared/data is not beside the repository")
-    canvas = Image.new("RGB", (640, 360), (40, 90, 60))
-    for i, path in enumerate(faces_in):
-        canvas.paste(Image.open(path).convert("RGB").resize((120, 120)), (60 + 300 * i, 100))
     group = tmp_path / "group.jpg"
-    canvas.save(group, quality=92)
+    group.write_bytes(two_face_jpeg("real"))
     made = tmp_path / "made.png"
     made.write_bytes(sd_png())
     page = _open(watched, server)

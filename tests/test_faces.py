@@ -24,6 +24,22 @@ needs_shared = pytest.mark.skipif(
 STATED_RECALL = 0.95  # the README's claim for faces 29 px wide and larger
 
 
+def two_face_jpeg(label: str = "real") -> bytes:
+    """A 640x360 JPEG with two faces of ../shared/data (120 px, side by side); skips without it."""
+    import io
+
+    faces_in = sorted((SHARED_DATA / "faces140k-sample" / label).glob("*"))[:2]
+    if len(faces_in) < 2:
+        pytest.skip("../shared/data is not beside the repository")
+    canvas = Image.new("RGB", (640, 360), (40, 90, 60))
+    for i, path in enumerate(faces_in):
+        with Image.open(path) as face:
+            canvas.paste(face.convert("RGB").resize((120, 120)), (60 + 300 * i, 100))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
 @pytest.fixture(scope="module")
 def groups():
     return load_script("face_detectors")

@@ -383,7 +383,7 @@ def test_each_result_carries_the_files_provenance_apart_from_its_score(client, m
 
 
 def test_faces_and_videos_through_the_api(client, model, tmp_path):
-    from test_faces import SHARED_DATA
+    from test_faces import two_face_jpeg
     from test_video import write_clip
 
     clip = write_clip(tmp_path / "clip.mp4").read_bytes()
@@ -399,15 +399,7 @@ def test_faces_and_videos_through_the_api(client, model, tmp_path):
         "detail"]  # fmt: skip
     big = client.post("/v1/predict", files=files(("v.mp4", clip[:16] + b"\0" * (2**20 + 8))))
     assert big.status_code == 422  # a video may pass the image limit; this one is broken
-    faces_in = sorted((SHARED_DATA / "faces140k-sample" / "fake").glob("*"))[:2]
-    if not faces_in:
-        pytest.skip("../shared/data is not beside the repository")
-    canvas = Image.new("RGB", (640, 360), (40, 90, 60))
-    for i, path in enumerate(faces_in):
-        canvas.paste(Image.open(path).convert("RGB").resize((120, 120)), (60 + 300 * i, 100))
-    buffer = io.BytesIO()
-    canvas.save(buffer, "JPEG", quality=92)
-    group = buffer.getvalue()
+    group = two_face_jpeg("fake")
     answer = client.post("/v1/predict", params={"faces": "on"}, files=files(("g.jpg", group)))
     [result] = answer.json()["results"]
     assert [f["face"] for f in result["faces"]] == [0, 1]

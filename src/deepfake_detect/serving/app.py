@@ -271,10 +271,10 @@ async def _one(state: ServiceState, detector: Detector, upload: Upload, explain,
     video = sniff_video(upload.data[:16]) is not None
     limit = s.max_video_bytes if video else s.max_upload_bytes
     if len(upload.data) > limit:
-        what = "video" if video else "image"
-        detail = f"{upload.filename}: {what} of {len(upload.data) / MIB:.1f} MiB, over the " \
-                 f"limit of {limit / MIB:.1f} MiB for an {what}"  # fmt: skip
-        result["error"] = {"status": 413, "detail": detail.replace("an video", "a video")}
+        what = "a video" if video else "an image"
+        detail = f"{upload.filename}: {len(upload.data) / MIB:.1f} MiB, over the limit of " \
+                 f"{limit / MIB:.1f} MiB for {what}"  # fmt: skip
+        result["error"] = {"status": 413, "detail": detail}
         return result
     if video:
         return await _one_video(state, detector, upload, faces, frames, result)
