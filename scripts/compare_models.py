@@ -16,24 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
-
-def paired_auc_difference(labels, scores_a, scores_b, *, n_resamples=2000, level=0.95, seed=0):
-    """(AUC(a) - AUC(b), low, high): the difference and its percentile bootstrap interval."""
-    labels, a, b = np.asarray(labels), np.asarray(scores_a), np.asarray(scores_b)
-    if len(set(labels.tolist())) < 2:
-        raise ValueError("both classes are needed for ROC-AUC (a source has only one)")
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_resamples):
-        i = rng.integers(0, len(labels), len(labels))
-        if labels[i].min() == labels[i].max():
-            continue
-        diffs.append(roc_auc_score(labels[i], a[i]) - roc_auc_score(labels[i], b[i]))
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
-    return roc_auc_score(labels, a) - roc_auc_score(labels, b), float(low), float(high)
+from deepfake_detect.evaluation.comparison import paired_auc_difference
 
 
 def main(argv: list[str] | None = None) -> int:

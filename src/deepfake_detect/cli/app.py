@@ -17,6 +17,7 @@ from deepfake_detect.cli import (
     audit,
     benchmark,
     calibrate,
+    compare,
     evaluate,
     explain,
     export,
@@ -73,6 +74,7 @@ def main_options(
 COMMANDS = (
     train.train,
     train.ensemble,
+    compare.compare,
     audit.audit,
     evaluate.evaluate,
     calibrate.calibrate,

@@ -55,6 +55,7 @@ class DataSpec:
     split_seed: int = 0
     train_size: int | None = None
     source_train_sizes: tuple[tuple[str, int], ...] = ()  # (source, n): n of its training images
+    exclude_sources: tuple[str, ...] = ()  # leave-one-source-out: never trained or validated on
     sample_seed: int = 0
     check_images: bool = True
     progress: bool = False
@@ -87,6 +88,7 @@ def prepare_dataset(spec: DataSpec, split_file: Path | None = None) -> Splits:
             records = apply_manifest_splits(records, read_manifest(spec.split_manifest))
         if spec.audit:
             records = audit_and_group(records, spec.advise_reencode, spec.progress)
+        records = drop_sources(records, spec.exclude_sources)
         if any(r.split is None for r in records):
             records = made = make_split(
                 records,
@@ -105,6 +107,19 @@ def prepare_dataset(spec: DataSpec, split_file: Path | None = None) -> Splits:
     if spec.check_images:
         check_images([*train, *valid], spec.progress)
     return Splits(train, valid, made)
+
+
+def drop_sources(records: list[ImageRecord], sources: Sequence[str]) -> list[ImageRecord]:
+    """The records without these sources' images, nor any image in a group with one of theirs:
+    a near-duplicate of a left-out image in training would leak it into the test of a
+    leave-one-source-out run. Runs after the audit, whose groups span sources."""
+    known = {r.source for r in records}
+    for source in sources:
+        if source not in known:
+            raise DataError(f"no source named {source!r} to leave out (sources: "
+                            f"{', '.join(sorted(known))})")  # fmt: skip
+    left_out = {r.group for r in records if r.source in sources}
+    return [r for r in records if r.group not in left_out]
 
 
 def thin_source(train: list[ImageRecord], source: str, n: int, seed: int) -> list[ImageRecord]:

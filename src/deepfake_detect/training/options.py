@@ -43,6 +43,7 @@ class TrainOptions:
     image_size: int | None = None
     train_size: int | None = None
     source_train_size: list[str] = field(default_factory=list)
+    exclude_sources: list[str] = field(default_factory=list)  # leave-one-source-out (`compare`)
     balance_sources: bool = False
     augment: str = "paper"
     train_crop: int | None = None
@@ -111,6 +112,7 @@ class TrainOptions:
             if not ok:
                 raise ValueError(message)
         self.source_train_size = list(self.source_train_size)
+        self.exclude_sources = list(self.exclude_sources)
         parse_source_sizes(self.source_train_size)  # raises on a malformed SOURCE=N
         # raises on a malformed spec
         reencode_steps(self.reencode, self.resize_jitter, self.figure_history)
@@ -133,6 +135,7 @@ class TrainOptions:
             split_seed=self.seed if self.split_seed is None else self.split_seed,
             train_size=self.train_size,
             source_train_sizes=parse_source_sizes(self.source_train_size),
+            exclude_sources=tuple(self.exclude_sources),
             sample_seed=self.seed,
             progress=self.progress,
         )
