@@ -107,3 +107,18 @@ MaxPixelsOption = Annotated[
 
 def fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def join_world(device: str):
+    """Under torchrun, join the process group; returns this rank's World and device name
+    (cuda:LOCAL_RANK on a GPU machine). Ranks other than 0 stay quiet: rank 0 reports for all.
+    Without torchrun, a world of one and the device as given (torch is not imported)."""
+    from deepfake_detect.distributed import launched_world, start_world
+
+    world = launched_world()
+    if not world.distributed:
+        return world, device
+    world, chosen = start_world(device)
+    if not world.main:
+        setup(True)
+    return world, str(chosen)

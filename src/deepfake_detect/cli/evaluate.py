@@ -17,6 +17,7 @@ from deepfake_detect.cli.common import (
     PrecisionOption,
     QuietOption,
     fmt,
+    join_world,
     setup,
     show_progress,
 )
@@ -74,6 +75,7 @@ def evaluate(
     from deepfake_detect.inference.detector import check_faces_mode
 
     quiet = setup(quiet, max_pixels)
+    world, device = join_world(device)
     class_label = checked_options(split, label, change, jpeg_quality)
     check_faces_mode(faces)
     check_report_folder(output)
@@ -84,7 +86,7 @@ def evaluate(
         jpeg_quality=jpeg_quality, progress=show_progress(), history=figure_history,
         change=change, faces=faces,
     )  # fmt: skip
-    if not quiet:
+    if not quiet and world.main:
         typer.echo(evaluation_summary(metrics, output))
 
 

@@ -17,6 +17,7 @@ from deepfake_detect.cli.common import (
     PrecisionOption,
     QuietOption,
     WorkersOption,
+    join_world,
     say,
     setup,
     show_progress,
@@ -80,17 +81,19 @@ def predict(
     Rows are written as they are scored (to a file, through a temporary one renamed at the end).
     """
     from deepfake_detect.data.video import check_frame_count, is_video
+    from deepfake_detect.distributed import map_across_ranks
     from deepfake_detect.files import check_output_path
     from deepfake_detect.inference import load_detector, scan_inputs
     from deepfake_detect.inference.detector import check_faces_mode
     from deepfake_detect.models.config import check_threshold
     from deepfake_detect.progress import progress_bar
 
-    setup(quiet, max_pixels)
+    quiet = setup(quiet, max_pixels)
+    world, device = join_world(device)
     check_faces_mode(faces)
     check_frame_count(frames)
     kind = prediction_format(output, output_format)
-    if output is not None and str(output) != STDOUT:
+    if output is not None and str(output) != STDOUT and world.main:
         check_output_path(output)
     files, skipped = scan_inputs(paths)
     detector = load_detector(model, device=device, engine=engine, precision=precision)
@@ -98,10 +101,18 @@ def predict(
     header = {**detector.info(), "threshold": cut}
     width = max([len("path"), *(len(str(f)) for f in files)])
     counts = Counter()
-    scores = detector.iter_scores(
-        files, batch_size=batch_size, threshold=cut, workers=workers, provenance=provenance,
-        faces=faces, frames=frames,
-    )  # fmt: skip
+
+    def score(part):  # under torchrun, each rank scores its part of each round
+        return detector.iter_scores(
+            part, batch_size=batch_size, threshold=cut, workers=workers, provenance=provenance,
+            faces=faces, frames=frames,
+        )  # fmt: skip
+
+    scores = map_across_ranks(world, files, score, block=4 * batch_size, align=batch_size)
+    if not world.main:  # rank 0 writes every row, in input order
+        for _ in scores:
+            pass
+        return
     per_part = faces != "off" or any(is_video(f) for f in files)  # rows per face and frame
     with (
         prediction_writer(output, kind, header, width, faces=per_part) as writer,

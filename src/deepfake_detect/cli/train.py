@@ -13,6 +13,7 @@ from deepfake_detect.cli.common import (
     MaxPixelsOption,
     QuietOption,
     fmt,
+    join_world,
     say,
     setup,
     show_progress,
@@ -217,6 +218,7 @@ def train(
     """Train a detector: the head on a frozen backbone, then fine-tuning."""
     given = dict(locals())  # the options, as TrainOptions names them but for three
     setup(given.pop("quiet"), given.pop("max_pixels"))
+    join_world(device)  # under torchrun: only rank 0 speaks
     given["audit"], given["fake_only"] = given.pop("run_audit"), given["fake_only"] or []
     given["source_train_size"] = given["source_train_size"] or []
     from deepfake_detect.training import TrainOptions

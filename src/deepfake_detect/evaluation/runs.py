@@ -16,6 +16,7 @@ from deepfake_detect.data.datasets import (
     ImageRecord,
 )
 from deepfake_detect.data.images import load_image
+from deepfake_detect.distributed import current_world, map_across_ranks
 from deepfake_detect.errors import DataError, ImageError
 from deepfake_detect.evaluation.metrics import classification_report_text, compute_metrics
 from deepfake_detect.evaluation.plots import plot_confusion_matrix, plot_reliability, plot_roc
@@ -83,12 +84,18 @@ def score_records(
         raise ValueError(f"scale must be within 0.1-4, got {scale}")
     if scale != 1.0 and jpeg_quality is None:
         raise ValueError("a scale needs a JPEG quality to re-encode the resized images at")
-    inputs = (
-        [r.path for r in records]
-        if jpeg_quality is None and not history and change is None
-        else reencoded(records, jpeg_quality, scale, history, change)
-    )
-    return detector.score(inputs, batch_size=batch_size, progress=progress, faces=faces)
+
+    def score(part):
+        inputs = (
+            [r.path for r in part]
+            if jpeg_quality is None and not history and change is None
+            else reencoded(part, jpeg_quality, scale, history, change)
+        )
+        return detector.score(inputs, batch_size=batch_size, progress=progress, faces=faces)
+
+    world = current_world()  # under torchrun, each rank scores its share
+    rounds = max(len(records), 1)
+    return list(map_across_ranks(world, list(records), score, rounds, align=batch_size))
 
 
 def evaluate(
@@ -138,9 +145,11 @@ def evaluate(
         "faces": faces,
         "failed": [p.error for p in failed],
     }
-    write_report(Path(output_dir), metrics, labels, scores)
-    write_scores(Path(output_dir) / SCORES_FILE, [r for r, _ in pairs], scores)
-    _write_html(Path(output_dir), metrics, labels, scores, [r.source for r, _ in pairs], detector)
+    if current_world().main:
+        write_report(Path(output_dir), metrics, labels, scores)
+        write_scores(Path(output_dir) / SCORES_FILE, [r for r, _ in pairs], scores)
+        sources = [r.source for r, _ in pairs]
+        _write_html(Path(output_dir), metrics, labels, scores, sources, detector)
     return metrics
 
 

@@ -28,7 +28,7 @@ def predict_logits(module, loader, device, desc="predict", progress=True):
     """Logits and labels for every item of the loader, in order."""
     module.eval()
     logits, labels = [], []
-    with progress_bar(len(loader.dataset), desc, progress) as bar:
+    with progress_bar(len(loader.sampler), desc, progress) as bar:
         for x, y in loader:
             with autocast(device):
                 logits.append(module(to_device(x, device)).reshape(-1).float().cpu())
@@ -59,6 +59,14 @@ def calibrate_on_validation(
     dataset = ImageDataset(records, transform, seed=seed)
     loader = make_loader(dataset, batch_size, workers)
     logits, labels = predict_logits(module, loader, device, "valid", progress)
+    return calibration_from_logits(logits, labels, calibrate=calibrate)
+
+
+def calibration_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, *, calibrate: bool = True
+) -> tuple[float, float, dict[str, Any]]:
+    """`calibrate_on_validation` from the validation logits (scored by the caller: under
+    torchrun, shared out over the ranks)."""
     labels_np = labels.numpy().astype(int)
     temperature = fit_temperature(labels_np, logits.numpy()) if calibrate else 1.0
     scores = torch.sigmoid(logits.double() / temperature).numpy()  # as Detector scores them

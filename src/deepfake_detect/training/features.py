@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from deepfake_detect.data.datasets import ImageRecord
-from deepfake_detect.data.loaders import ImageDataset, make_loader
-from deepfake_detect.evaluation.scoring import predict_logits
+from deepfake_detect.data.loaders import ImageDataset
 from deepfake_detect.models.checkpoint import load_tensors, save_tensors
 
 log = logging.getLogger("deepfake_detect")
 CACHE_NAME = "feature-cache.safetensors"
+Predict = Callable[[Dataset, str], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -34,17 +33,19 @@ class FeaturePass:
 
 
 def cached_features(
-    path: Path, backbone: nn.Module, passes: Sequence[FeaturePass], **loader: object
+    path: Path, passes: Sequence[FeaturePass], predict: Predict, *, seed: int, write: bool = True
 ) -> tuple[TensorDataset, TensorDataset, float | None]:
     """The train and valid feature datasets at path, computed first when the file is not
-    there; returns them with the seconds spent computing (None when read from the file)."""
+    there (and written when `write`: rank 0 only); returns them with the seconds spent computing
+    (None when read from the file)."""
     seconds = None
     if path.exists():
         tensors = load_tensors(path)
     else:
         start = time.perf_counter()
-        tensors = extract_features(backbone, passes, **loader)
-        save_tensors(path, tensors)
+        tensors = extract_features(passes, predict, seed=seed)
+        if write:
+            save_tensors(path, tensors)
         seconds = time.perf_counter() - start
         log.info("feature cache built in %.1f s", seconds)
     return (
@@ -55,23 +56,15 @@ def cached_features(
 
 
 def extract_features(
-    backbone: nn.Module,
-    passes: Sequence[FeaturePass],
-    *,
-    seed: int,
-    batch_size: int,
-    workers: int,
-    device: torch.device,
-    progress: bool,
+    passes: Sequence[FeaturePass], predict: Predict, *, seed: int
 ) -> dict[str, torch.Tensor]:
-    """Features and labels of every pass, the passes of one split one after the other."""
+    """Features and labels of every pass, the passes of one split one after the other;
+    `predict(dataset, desc)` runs the backbone (in eval mode) over a dataset, in order."""
     out: dict[str, list[torch.Tensor]] = {}
-    backbone.eval()
     for p in passes:
         dataset = ImageDataset(p.records, p.transform, seed=seed)
         dataset.epoch = p.epoch
-        loader = make_loader(dataset, batch_size, workers)
-        feats, labels = predict_logits(backbone, loader, device, f"features {p.split}", progress)
+        feats, labels = predict(dataset, f"features {p.split}")
         out.setdefault(f"{p.split}_features", []).append(feats.reshape(len(dataset), -1))
         out.setdefault(f"{p.split}_labels", []).append(labels)
     return {k: torch.cat(v) for k, v in out.items()}

@@ -14,9 +14,10 @@ from deepfake_detect.devices import autocast, to_device
 from deepfake_detect.progress import progress_bar
 
 
-def seed_epoch(seed: int, epoch: int) -> torch.Generator:
-    """Seed torch (dropout) for this epoch and return the shuffling generator."""
-    torch.manual_seed(seed * 100_003 + epoch)
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    """Seed torch (dropout: each rank its own masks) for this epoch and return the shuffling
+    generator, the same on every rank (they take shares of one global order)."""
+    torch.manual_seed(seed * 100_003 + epoch + rank * 7_919_000_017)
     return torch.Generator().manual_seed(seed * 100_019 + epoch)
 
 
@@ -70,10 +71,11 @@ class Repeats(Dataset):
 
 
 def train_epoch(module, loader, optimizer, device, desc="train", progress=True) -> dict[str, float]:
-    """One pass over the loader; returns mean loss, accuracy at 0.5 and throughput."""
+    """One pass over the loader; returns mean loss, accuracy at 0.5, the number of images and
+    throughput."""
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
-    with progress_bar(len(loader.dataset), desc, progress) as bar:
+    with progress_bar(len(loader.sampler), desc, progress) as bar:
         for x, y in loader:
             x, y = to_device(x, device), y.to(device, dtype=torch.float32)
             with autocast(device):
@@ -91,6 +93,7 @@ def train_epoch(module, loader, optimizer, device, desc="train", progress=True) 
     return {
         "train_loss": total_loss / seen,
         "train_accuracy": correct / seen,
+        "images": seen,
         "seconds": seconds,
         "images_per_second": seen / max(seconds, 1e-9),
     }

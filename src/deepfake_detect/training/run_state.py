@@ -84,17 +84,23 @@ def save_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     improved: bool,
+    write: bool = True,
 ) -> None:
-    """Persist one finished epoch: tensors first, then history, then the state that names them."""
-    weights = {f"model.{k}": v for k, v in model.state_dict().items()}
+    """Persist one finished epoch: tensors first, then history, then the state that names them.
+    With `write` False (ranks other than 0 under torchrun), only the state advances, to name
+    the files that rank 0 writes."""
     old = {state.state_file, state.best_file}
     state.state_file = f"state-{state.epoch:04d}.safetensors"
-    save_tensors(run_dir / state.state_file, {**weights, **optimizer_tensors(optimizer)})
     if improved:
         state.best_file = f"best-{state.epoch:04d}.safetensors"
-        save_tensors(run_dir / state.best_file, model.state_dict())
     state.scheduler = scheduler.state_dict()
     state.optimizer_groups = optimizer.state_dict()["param_groups"]
+    if not write:
+        return
+    weights = {f"model.{k}": v for k, v in model.state_dict().items()}
+    save_tensors(run_dir / state.state_file, {**weights, **optimizer_tensors(optimizer)})
+    if improved:
+        save_tensors(run_dir / state.best_file, model.state_dict())
     write_history(run_dir, state.history)
     atomic_write_json(run_dir / STATE_NAME, asdict(state))
     for name in old - {state.state_file, state.best_file, ""}:

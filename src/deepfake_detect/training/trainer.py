@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import RandomSampler
 
 from deepfake_detect.data.datasets import SPLIT_NAME
 from deepfake_detect.data.loaders import ImageDataset, make_loader
@@ -29,11 +30,19 @@ from deepfake_detect.data.transforms import (
     reencode_steps,
     validation_transform,
 )
-from deepfake_detect.devices import resolve_device
+from deepfake_detect.distributed import (
+    ShardSampler,
+    all_max,
+    all_sum,
+    barrier,
+    check_same,
+    gather_by_index,
+    start_world,
+)
 from deepfake_detect.errors import DetectorError
 from deepfake_detect.evaluation.plots import plot_training_curves
 from deepfake_detect.evaluation.scoring import (
-    calibrate_on_validation,
+    calibration_from_logits,
     predict_logits,
     validation_metrics,
 )
@@ -71,7 +80,10 @@ class Trainer:
     def __init__(self, options: TrainOptions) -> None:
         self.options = options
         self.run_dir = options.output
-        self.device = resolve_device(options.device)
+        self.world, self.device = start_world(options.device)
+        if not self.world.main:  # rank 0 speaks for the run
+            options.progress = False
+            log.setLevel(logging.ERROR)
         self.state = open_run(options)
         # Everything that can fail on bad input runs before the run folder is created,
         # the cheap checks (model, weights) before the slow ones (every image decoded).
@@ -82,7 +94,23 @@ class Trainer:
         )
         self.valid_transform = validation_transform(self.config, self.source_steps)
         self.splits = prepare_dataset(options.data_spec(), self.run_dir / SPLIT_NAME)
-        start_run_folder(options, self.splits.made)
+        # every rank has looked at the folder (open_run) before rank 0 writes into it
+        check_same(self.world, "the data and options", self._fingerprint())
+        if self.world.main:
+            start_run_folder(options, self.splits.made)
+        barrier(self.world)
+
+    def _fingerprint(self) -> str:
+        """What every rank must agree on: the options and each split's images and labels."""
+        o = self.options.to_record()  # no paths: nodes may mount the data elsewhere
+        for key in ("device", "progress", "workers"):  # may differ between machines
+            o.pop(key, None)
+        records = [
+            (name, r.source, r.path.parent.name, r.path.name, r.label)
+            for name, split in (("train", self.splits.train), ("valid", self.splits.valid))
+            for r in split
+        ]
+        return repr((sorted(o.items(), key=str), records))
 
     def _build_model(self) -> DetectorNet:
         o = self.options
@@ -123,8 +151,9 @@ class Trainer:
         if state.phase_epoch > 0:
             self._restore(optimizer, scheduler)
         data = self._phase_data(phase)
+        step = self._parallel(module)
         while state.phase_epoch < epochs and state.bad_epochs < self.options.patience:
-            self._one_epoch(phase, epochs, module, optimizer, scheduler, data)
+            self._one_epoch(phase, epochs, module, step, optimizer, scheduler, data)
         if state.bad_epochs >= self.options.patience:
             log.info("%s: stopped early after %d epochs", phase, state.phase_epoch)
 
@@ -135,6 +164,17 @@ class Trainer:
         if frozen and self.options.feature_cache:
             return self.model.head, list(self.model.head.parameters())
         return self.model, [p for p in self.model.parameters() if p.requires_grad]
+
+    def _parallel(self, module: nn.Module) -> nn.Module:
+        """The module that takes the optimisation steps: under torchrun, wrapped in
+        DistributedDataParallel, which averages the gradients of all ranks in each step (only
+        parameters that train in this phase take part)."""
+        if not self.world.distributed:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
 
     def _restore(self, optimizer, scheduler) -> None:
         tensors = load_epoch_tensors(self.run_dir, self.state)
@@ -159,9 +199,9 @@ class Trainer:
 
     # -- one epoch ----------------------------------------------------------------------------
 
-    def _one_epoch(self, phase, epochs, module, optimizer, scheduler, data) -> None:
+    def _one_epoch(self, phase, epochs, module, step, optimizer, scheduler, data) -> None:
         o, epoch = self.options, self.state.epoch + 1
-        generator = seed_epoch(o.seed, epoch)
+        generator = seed_epoch(o.seed, epoch, self.world.rank)
         images = isinstance(data["train"], ImageDataset)
         if images:
             data["train"].epoch = epoch
@@ -169,16 +209,17 @@ class Trainer:
         sampler, train = self._sampler(data["train"], generator), data["train"]
         if sampler is not None and not images:
             train = Repeats(train)
+        if self.world.distributed:  # this rank's share of the same global order
+            sampler = ShardSampler(self.world, sampler or RandomSampler(train, generator=generator))
         train_loader = make_loader(train, data["batch_size"], workers, generator, sampler)
-        valid_loader = make_loader(data["valid"], data["batch_size"], workers)
         self._set_mode(phase, module)
         lr = optimizer.param_groups[0]["lr"]
         desc = f"{phase} {self.state.phase_epoch + 1}/{epochs}"
-        row = train_epoch(module, train_loader, optimizer, self.device, desc, o.progress)
+        row = train_epoch(step, train_loader, optimizer, self.device, desc, o.progress)
         scheduler.step()
-        row |= validation_metrics(
-            *predict_logits(module, valid_loader, self.device, "valid", o.progress)
-        )
+        row = self._whole_world_row(row)
+        valid = self._predict(module, data["valid"], data["batch_size"], workers, "valid")
+        row |= validation_metrics(*valid)
         self._record_epoch(phase, lr, row, optimizer, scheduler)
 
     def _sampler(self, train, generator: torch.Generator) -> StratifiedSampler | None:
@@ -188,6 +229,39 @@ class Trainer:
         keys = [(r.source, r.label) for r in self.splits.train]
         # the feature cache may hold several copies of each image, one after the other
         return StratifiedSampler([keys[i % len(keys)] for i in range(len(train))], generator)
+
+    def _whole_world_row(self, row: dict[str, float]) -> dict[str, float]:
+        """An epoch's training figures over every rank's images, as one process would log them."""
+        seen = row.pop("images")
+        if not self.world.distributed:
+            return row
+        loss, correct, total = all_sum(
+            self.world, self.device, row["train_loss"] * seen, row["train_accuracy"] * seen, seen
+        )
+        seconds = all_max(self.world, self.device, row["seconds"])
+        return {
+            "train_loss": loss / total,
+            "train_accuracy": correct / total,
+            "seconds": seconds,
+            "images_per_second": total / max(seconds, 1e-9),
+        }
+
+    def _predict(self, module, dataset, batch_size: int, workers: int, desc: str):
+        """Logits and labels of every item of `dataset`, in order; under torchrun each rank
+        scores its share and the shares are gathered, the sampler's padding dropped by index,
+        so the whole split's metrics equal a single process's."""
+        o = self.options
+        if not self.world.distributed:
+            loader = make_loader(dataset, batch_size, workers)
+            return predict_logits(module, loader, self.device, desc, o.progress)
+        sampler = ShardSampler(self.world, len(dataset))
+        loader = make_loader(dataset, batch_size, workers, sampler=sampler)
+        logits, labels = predict_logits(module, loader, self.device, desc, o.progress)
+        total = len(dataset)
+        return (
+            gather_by_index(self.world, logits, sampler.indices, total),
+            gather_by_index(self.world, labels, sampler.indices, total),
+        )
 
     def _record_epoch(self, phase: str, lr: float, row: dict, optimizer, scheduler) -> None:
         """Best epoch, early stopping and the epoch's row; then commit it to the run folder."""
@@ -209,7 +283,8 @@ class Trainer:
         state.history.append(
             {"epoch": epoch, "phase": phase, "phase_epoch": state.phase_epoch, "lr": lr, **row}
         )
-        save_epoch(self.run_dir, state, self.model, optimizer, scheduler, improved)
+        save_epoch(self.run_dir, state, self.model, optimizer, scheduler, improved, self.world.main)
+        barrier(self.world)  # no rank runs ahead of the last committed epoch
         log.info(format_epoch(state.history[-1] | timing, best=improved))
 
     def _set_mode(self, phase: str, module: nn.Module) -> None:
@@ -240,10 +315,13 @@ class Trainer:
             for copy in range(o.cache_copies)
         ]  # fmt: skip
         passes.append(FeaturePass("valid", self.splits.valid, self.valid_transform, 0))
+
+        def predict(dataset, desc):  # each image once, on one rank
+            return self._predict(self.model.backbone, dataset, o.batch_size, o.workers, desc)
+
         train_set, valid_set, seconds = cached_features(
-            self.run_dir / CACHE_NAME, self.model.backbone, passes, seed=o.seed,
-            batch_size=o.batch_size, workers=o.workers, device=self.device, progress=o.progress,
-        )  # fmt: skip
+            self.run_dir / CACHE_NAME, passes, predict, seed=o.seed, write=self.world.main
+        )
         if seconds is not None:
             self.state.timings.append({"epoch": 0, "phase": "feature-cache", "seconds": seconds})
         return train_set, valid_set
@@ -254,20 +332,20 @@ class Trainer:
         """Best weights, a validation-chosen threshold, config.json, curves; then tidy up."""
         o, state = self.options, self.state
         self.model.load_state_dict(load_best_weights(self.run_dir, state))
+        valid = ImageDataset(self.splits.valid, self.valid_transform, seed=o.seed)
+        logits, labels = self._predict(self.model, valid, o.batch_size, o.workers, "valid")
         self.config.temperature, self.config.threshold, self.config.metrics = (
-            calibrate_on_validation(
-                self.model, self.splits.valid, self.valid_transform, seed=o.seed,
-                batch_size=o.batch_size, workers=o.workers, device=self.device,
-                progress=o.progress, calibrate=o.calibrate,
-            )
-        )  # fmt: skip
+            calibration_from_logits(logits, labels, calibrate=o.calibrate)
+        )
         self.config.metrics["best_epoch"] = state.best_epoch
         self.config.metrics["selected_by"] = f"validation {o.select_by}"
-        cpu_state = {k: v.cpu() for k, v in self.model.state_dict().items()}
-        save_model(self.run_dir, cpu_state, self.config)
-        write_history(self.run_dir, state.history)
-        plot_training_curves(state.history, self.run_dir / CURVES_NAME)
-        finish_run(self.run_dir, state, (CACHE_NAME,))
+        if self.world.main:
+            cpu_state = {k: v.cpu() for k, v in self.model.state_dict().items()}
+            save_model(self.run_dir, cpu_state, self.config)
+            write_history(self.run_dir, state.history)
+            plot_training_curves(state.history, self.run_dir / CURVES_NAME)
+            finish_run(self.run_dir, state, (CACHE_NAME,))
+        barrier(self.world)
         return TrainResult(self.run_dir, self.config, state.history)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from deepfake_detect.data.audit.facts import AUDIT_VERSION, ImageFacts
 from deepfake_detect.data.audit.report import AuditReport, compute_facts, report_from_facts
 from deepfake_detect.data.datasets import ImageRecord
+from deepfake_detect.distributed import current_world
 from deepfake_detect.errors import DataError
 from deepfake_detect.files import atomic_write_json, cache_root
 
@@ -46,7 +47,8 @@ def cached_audit(
     facts = _load_cached_facts(path, records)
     if facts is None:
         facts = compute_facts(records, workers=workers, progress=progress)
-        _save_cached_facts(path, facts)
+        if current_world().main:  # under torchrun, rank 0 alone writes
+            _save_cached_facts(path, facts)
     return report_from_facts(facts, max_distance=max_distance, threshold=threshold)
 
 
