@@ -166,10 +166,16 @@ def test_a_run_killed_mid_epoch_resumes_under_torchrun(ddp_data, two_processes, 
     process.wait()
     state = json.loads((out / "state.json").read_text())
     assert 3 <= state["epoch"] < 5 and not state["done"]
-    result = torchrun([*args, "--resume"])
+    record = tmp_path / "writes"
+    record.mkdir()
+    env = {"WRITES_WATCH": str(out), "WRITES_RECORD": str(record)}
+    result = torchrun([*args, "--resume"], env=env)
     assert result.returncode == 0, result.stderr
     assert (out / "history.csv").read_text() == (reference / "history.csv").read_text()
     assert_same_weights(out, reference, atol=0)
+    # rank 0 alone tidied what the kill left and wrote the rest of the run
+    assert json.loads((record / "rank-1.json").read_text()) == []
+    assert json.loads((record / "rank-0.json").read_text())
 
 
 def test_two_nodes_on_one_machine_train_as_one_node(ddp_data, two_processes, tmp_path):

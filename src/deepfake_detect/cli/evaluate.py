@@ -78,7 +78,8 @@ def evaluate(
     world, device = join_world(device)
     class_label = checked_options(split, label, change, jpeg_quality)
     check_faces_mode(faces)
-    check_report_folder(output)
+    if world.main:  # under torchrun, rank 0 alone touches the output
+        check_report_folder(output)
     detector = load_detector(model, device=device, engine=engine, precision=precision)
     records = evaluation_records(data, split, detector.model_dir, label=class_label)
     metrics = run_evaluation(

@@ -133,11 +133,14 @@ def remove_stale_files(run_dir: Path, state: RunState | None) -> None:
         path.unlink()
 
 
-def open_run(options: TrainOptions) -> RunState:
+def open_run(options: TrainOptions, main: bool = True) -> RunState:
     """The state to start from: a fresh one for a new run (whose folder must be empty or absent),
-    the last committed epoch's for --resume (whose options must match the run's)."""
+    the last committed epoch's for --resume (whose options must match the run's). The main
+    process (rank 0 under torchrun; the only one otherwise) also probes that the folder is
+    writable and removes what a killed run left; the other ranks only look."""
     run_dir = options.output
-    check_output_path(run_dir, folder=True)
+    if main:
+        check_output_path(run_dir, folder=True)
     state = read_state(run_dir)
     used = run_dir.is_dir() and any(run_dir.iterdir())
     if options.resume and not (run_dir / OPTIONS_NAME).is_file():
@@ -148,7 +151,8 @@ def open_run(options: TrainOptions) -> RunState:
         raise DataError(f"{run_dir}: this run already finished")
     if options.resume:
         check_same_options(run_dir / OPTIONS_NAME, options)
-        remove_stale_files(run_dir, state)
+        if main:
+            remove_stale_files(run_dir, state)
     return state or RunState()
 
 

@@ -84,7 +84,7 @@ class Trainer:
         if not self.world.main:  # rank 0 speaks for the run
             options.progress = False
             log.setLevel(logging.ERROR)
-        self.state = open_run(options)
+        self.state = open_run(options, main=self.world.main)
         # Everything that can fail on bad input runs before the run folder is created,
         # the cheap checks (model, weights) before the slow ones (every image decoded).
         self.config = model_config(options)
