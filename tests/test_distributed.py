@@ -300,3 +300,18 @@ def test_the_world_comes_from_torchruns_environment(env, expected):
 def test_a_malformed_torchrun_environment_is_one_clear_error(env):
     with pytest.raises(DataError, match="torchrun's environment"):
         launched_world(env)
+
+
+def test_train_throughput_script_times_every_mode(capsys):
+    from conftest import load_script
+
+    script = load_script("train_throughput")
+    args = ["--model", "test_efficientnet@32", "--steps", "2", "--warmup", "1", "--batch-size", "4",
+            "--device", "cpu", "--json"]  # fmt: skip
+    assert script.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["mode"] for r in out["rows"]] == ["fp32", "bf16", "bf16+channels-last"]
+    assert all(r["images_per_second"] > 0 and r["backbone"] == "test_efficientnet"
+               for r in out["rows"])  # fmt: skip
+    with pytest.raises(SystemExit):
+        script.parse_args(["--model", "test_efficientnet"])  # no @SIZE
