@@ -262,6 +262,24 @@ def test_shards_cover_the_order_once_padded_with_its_first_items():
     parts = [shard(order, World(rank, 2)) for rank in range(2)]
     assert parts == [[5, 8, 9], [3, 1, 5]]  # padded to 6 with the first item
     assert shard(order, World(0, 1)) == order
+    # scoring shares are not padded: each item scored once, on one rank
+    assert [shard(order, World(rank, 2), pad=False) for rank in range(2)] == [[5, 8, 9], [3, 1]]
+
+
+def test_every_rank_takes_its_share_of_the_same_balanced_order():
+    from deepfake_detect.distributed import ShardSampler
+    from deepfake_detect.training.loop import StratifiedSampler
+
+    keys = ["a"] * 7 + ["b"] * 3
+
+    def order(seed):
+        return StratifiedSampler(keys, torch.Generator().manual_seed(seed))
+
+    whole = list(order(3))
+    parts = [list(ShardSampler(World(rank, 2), order(3))) for rank in range(2)]
+    assert [x for pair in zip(*parts, strict=True) for x in pair] == whole
+    unpadded = ShardSampler(World(1, 3), 10, pad=False)
+    assert len(unpadded) == len(list(unpadded)) == 3
 
 
 def test_rank_slices_cut_at_batch_boundaries_and_cover_every_item():
@@ -315,3 +333,33 @@ def test_train_throughput_script_times_every_mode(capsys):
                for r in out["rows"])  # fmt: skip
     with pytest.raises(SystemExit):
         script.parse_args(["--model", "test_efficientnet"])  # no @SIZE
+
+
+def _gather_in_a_group(rank: int, store: str, out: str) -> None:
+    """One of two gloo processes: unequal, unpadded shares of 5 items back into input order."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    world = World(rank, 2)
+    mine = shard(list(range(5)), world, pad=False)  # rank 0: 0, 2, 4; rank 1: 1, 3
+    flat = torch.tensor([[i, -i] for i in mine], dtype=torch.float32).reshape(-1)
+    scores = torch.tensor([i / 10 for i in mine])
+    result = {
+        "features": gather_by_index(world, flat, mine, 5).tolist(),
+        "scores": gather_by_index(world, scores, mine, 5).tolist(),
+        "none_here": gather_by_index(world, scores[: 1 - rank], [0][: 1 - rank], 1).tolist(),
+    }
+    if rank == 0:
+        Path(out).write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+def test_gather_by_index_puts_unequal_shares_back_in_order(tmp_path):
+    out = tmp_path / "gathered.json"
+    torch.multiprocessing.spawn(
+        _gather_in_a_group, args=(str(tmp_path / "store"), str(out)), nprocs=2
+    )
+    result = json.loads(out.read_text())
+    assert result["features"] == [float(x) for i in range(5) for x in (i, -i)]
+    assert result["scores"] == pytest.approx([i / 10 for i in range(5)])
+    assert result["none_here"] == [0.0]  # one item in all: rank 1 has none to give

@@ -9,8 +9,9 @@ Data is split across ranks by `ShardSampler`: every rank computes the same globa
 seed, same epoch), pads it to a multiple of the world size by repeating its first items, as
 `torch.utils.data.DistributedSampler` does, and takes every world-size-th item from its rank
 on. The k-th batch of each rank is then a slice of the k-th global batch, so per-process batches
-of B/N images on N ranks train as one process with batches of B. Results come back to full
-length, in input order, with `gather_by_index`: a padded repeat lands on its original index.
+of B/N images on N ranks train as one process with batches of B. Scoring shares (validation,
+the feature cache) are not padded, so no image is scored twice; `gather_by_index` puts every
+rank's results back into input order.
 """
 
 from __future__ import annotations
@@ -170,24 +171,28 @@ class ShardSampler:
     `gather_by_index`.
     """
 
-    def __init__(self, world: World, base: Iterable[int] | int) -> None:
+    def __init__(self, world: World, base: Iterable[int] | int, pad: bool = True) -> None:
         self.world = world
         self.base = range(base) if isinstance(base, int) else base
+        self.pad = pad
         self.indices: list[int] = []
 
     def __len__(self) -> int:
         assert isinstance(self.base, Sized)
-        return -(-len(self.base) // self.world.size)
+        if self.pad:
+            return -(-len(self.base) // self.world.size)
+        return len(range(self.world.rank, len(self.base), self.world.size))
 
     def __iter__(self) -> Iterator[int]:
-        self.indices = shard(list(self.base), self.world)
+        self.indices = shard(list(self.base), self.world, self.pad)
         return iter(self.indices)
 
 
-def shard(order: list[int], world: World) -> list[int]:
-    """Pad `order` to a multiple of the world size with its first items; take this rank's."""
-    if not order:
-        return []
+def shard(order: list[int], world: World, pad: bool = True) -> list[int]:
+    """This rank's every N-th item of `order`; with `pad` (training: every rank takes as many
+    steps), `order` is first padded to a multiple of N with its first items."""
+    if not order or not pad:
+        return order[world.rank :: world.size]
     total = -(-len(order) // world.size) * world.size
     padded = (order * (total // len(order) + 1))[:total]
     return padded[world.rank :: world.size]
@@ -197,22 +202,32 @@ def gather_by_index(
     world: World, values: torch.Tensor, indices: list[int], total: int
 ) -> torch.Tensor:
     """Put every rank's rows (values[i] belongs to item indices[i]) back into one tensor of
-    `total` rows in item order; a padded repeat overwrites its original with the same row.
-    A flat `values` holds len(indices) equal rows one after the other (features flattened)."""
+    `total` rows in item order (shares may differ in length by one, and a padded repeat
+    overwrites its original with the same row). A flat `values` holds len(indices) equal rows
+    one after the other (features flattened)."""
     if not world.distributed:
         return values
     import torch
     import torch.distributed as dist
 
     device = values.device if dist.get_backend() != "nccl" else torch.device("cuda")
-    local = values.to(device).reshape(len(indices), -1)
-    index = torch.tensor(indices, dtype=torch.int64, device=device)
-    rows = [torch.empty_like(local) for _ in range(world.size)]
+    count = len(indices)
+    local = values.to(device).reshape(count, -1) if count else values.new_zeros((0, 0))
+    width = int(all_max(world, device, float(local.shape[1])))  # a rank of no items knows none
+    longest = -(-total // world.size)  # all_gather wants equal shapes: pad to the longest share
+    rows_local = torch.zeros((longest, width), dtype=values.dtype, device=device)
+    if count:
+        rows_local[:count] = local
+    index = torch.full((longest,), -1, dtype=torch.int64, device=device)
+    index[:count] = torch.tensor(indices, dtype=torch.int64, device=device)
+    rows = [torch.empty_like(rows_local) for _ in range(world.size)]
     where = [torch.empty_like(index) for _ in range(world.size)]
-    dist.all_gather(rows, local.contiguous())
+    dist.all_gather(rows, rows_local)
     dist.all_gather(where, index)
-    out = torch.empty((total, local.shape[1]), dtype=values.dtype, device=device)
-    out[torch.cat(where)] = torch.cat(rows)
+    where_all, rows_all = torch.cat(where), torch.cat(rows)
+    real = where_all >= 0
+    out = torch.empty((total, width), dtype=values.dtype, device=device)
+    out[where_all[real]] = rows_all[real]
     shape = (-1,) if values.dim() == 1 else (total, *values.shape[1:])
     return out.reshape(shape).to(values.device)
 

@@ -254,7 +254,7 @@ class Trainer:
         if not self.world.distributed:
             loader = make_loader(dataset, batch_size, workers)
             return predict_logits(module, loader, self.device, desc, o.progress)
-        sampler = ShardSampler(self.world, len(dataset))
+        sampler = ShardSampler(self.world, len(dataset), pad=False)  # each item once
         loader = make_loader(dataset, batch_size, workers, sampler=sampler)
         logits, labels = predict_logits(module, loader, self.device, desc, o.progress)
         total = len(dataset)
