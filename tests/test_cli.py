@@ -357,7 +357,9 @@ def test_predict_and_evaluate_show_progress_on_a_terminal_only(
 @pytest.mark.parametrize(
     ("command", "note"),
     [("predict", "nothing written"),
-     ("train", "a training run keeps every epoch it completed: continue it with --resume")],
+     ("train", "a training run keeps every epoch it completed: continue it with --resume"),
+     ("compare", "a comparison keeps every epoch and evaluation it completed: run it again to "
+      "continue")],
 )
 @pytest.mark.parametrize("how", ["KeyboardInterrupt", "Abort"])  # Abort: older Typer, click
 def test_ctrl_c_is_one_line_and_status_130(command, note, how, tmp_path, capsys, monkeypatch):
@@ -368,9 +370,12 @@ def test_ctrl_c_is_one_line_and_status_130(command, note, how, tmp_path, capsys,
 
     monkeypatch.setattr("deepfake_detect.inference.load_detector", interrupt)
     monkeypatch.setattr("deepfake_detect.training.train", interrupt)
+    monkeypatch.setattr("deepfake_detect.training.comparison.compare", interrupt)
     args = {
         "predict": ["predict", "x.jpg"],
         "train": ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run")],
+        "compare": ["compare", "--data", str(tmp_path), "--output", str(tmp_path / "cmp"),
+                    "--backbones", "test_efficientnet"],
     }[command]
     code, _, err = run_cli(args, capsys, monkeypatch)
     assert code == 130 and err.strip() == f"interrupted; {note}"

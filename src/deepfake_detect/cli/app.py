@@ -105,11 +105,15 @@ def _is_abort(exc: Exception) -> bool:
 
 
 def _interrupted_note(args: list[str]) -> str:
-    """What Ctrl-C left behind: outputs are written whole at the end, and a training run keeps
-    every complete epoch."""
+    """What Ctrl-C left behind: outputs are written whole at the end, and a training run (also
+    each of a comparison's) keeps every complete epoch."""
     command = next((a for a in args if not a.startswith("-")), None)  # global options are flags
     if command == "train":
         return "a training run keeps every epoch it completed: continue it with --resume"
+    if command == "compare":
+        return (
+            "a comparison keeps every epoch and evaluation it completed: run it again to continue"
+        )
     return "nothing written"
 
 
