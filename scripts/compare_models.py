@@ -7,6 +7,12 @@ model's), re-encoded to JPEG quality 75 as in every measurement of the bundled m
 bootstrap resample draws images with replacement within a source and scores both models on the
 same draw, so the interval is that of the difference, much narrower than two separate intervals.
 An interval that excludes 0 is how docs/experiments.md decides that one model is better on a source.
+
+    python scripts/compare_models.py --from-scores docs/scores/A.csv docs/scores/B.csv
+
+pairs two per-image score files that `evaluate` wrote (scores.csv: path, source, label, score)
+instead, so that runs whose weights are gone can still be compared image by image; both files
+must hold the same images with the same labels.
 """
 
 from __future__ import annotations
@@ -39,7 +45,11 @@ def compare(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model_a")
     p.add_argument("model_b")
-    p.add_argument("--data", type=Path, required=True)
+    p.add_argument(
+        "--from-scores", action="store_true",
+        help="MODEL_A and MODEL_B are scores.csv files of evaluate: pair them, score nothing",
+    )  # fmt: skip
+    p.add_argument("--data", type=Path)
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--manifest", type=Path, default=BUNDLED_DIR / MANIFEST_NAME)
     p.add_argument("--jpeg-quality", type=int, default=75)
@@ -49,6 +59,13 @@ def compare(argv: list[str] | None) -> int:
     )  # fmt: skip
     args = p.parse_args(argv)
 
+    if args.from_scores:
+        labels, sources, scores = read_paired_scores(Path(args.model_a), Path(args.model_b))
+        print(f"ROC-AUC({args.model_a}) - ROC-AUC({args.model_b}), the images of both files:")
+        print_differences(labels, sources, scores)
+        return 0
+    if args.data is None:
+        raise ValueError("--data is needed unless --from-scores is given")
     if not 0.1 <= args.scale <= 4.0:
         raise ValueError(f"--scale must be within 0.1-4, got {args.scale:g}")
     if not args.data.is_dir():
@@ -73,11 +90,52 @@ def compare(argv: list[str] | None) -> int:
     where = f"{args.split} split, JPEG quality {args.jpeg_quality}"
     where += f", resized {args.scale:g}x first" if args.scale != 1.0 else ""
     print(f"ROC-AUC({args.model_a}) - ROC-AUC({args.model_b}), {where}:")
+    print_differences(labels, sources, scores)
+    return 0
+
+
+def print_differences(labels, sources, scores) -> None:
     for source in sorted(set(sources)):
         mask = sources == source
         diff, low, high = paired_auc_difference(labels[mask], scores[0][mask], scores[1][mask])
         print(f"  {source:20s} {mask.sum():5d} images  {diff:+.4f} [{low:+.4f}, {high:+.4f}]")
-    return 0
+
+
+def read_paired_scores(path_a: Path, path_b: Path):
+    """(labels, sources, [scores_a, scores_b]) of two scores.csv files, in A's order; the files
+    must hold the same images (by path) with the same labels and sources, each scored."""
+    import csv
+
+    tables = []
+    for path in (path_a, path_b):
+        try:
+            with path.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: unreadable ({exc})") from None
+        if not rows or not {"path", "source", "label", "score"} <= set(rows[0]):
+            raise ValueError(f"{path}: not a scores file (path, source, label, score)")
+        table = {}
+        for row in rows:
+            if row["path"] in table:
+                raise ValueError(f"{path}: {row['path']} is listed twice")
+            try:
+                table[row["path"]] = (row["source"], int(row["label"]), float(row["score"]))
+            except ValueError:
+                raise ValueError(f"{path}: {row['path']} has no score (label {row['label']!r}, "
+                                 f"score {row['score']!r})") from None  # fmt: skip
+        tables.append(table)
+    a, b = tables
+    if a.keys() != b.keys():
+        only = sorted(a.keys() ^ b.keys())
+        raise ValueError(f"the two files hold different images ({len(only)} in one only, "
+                         f"first: {only[0]})")  # fmt: skip
+    for key in a:
+        if a[key][:2] != b[key][:2]:
+            raise ValueError(f"{key}: the files disagree about its source or label")
+    labels = np.array([a[k][1] for k in a])
+    sources = np.array([a[k][0] for k in a])
+    return labels, sources, [np.array([a[k][2] for k in a]), np.array([b[k][2] for k in a])]
 
 
 if __name__ == "__main__":

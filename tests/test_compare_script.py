@@ -88,3 +88,51 @@ def test_images_can_arrive_at_another_size_before_their_re_encoding(tmp_path):
             assert (image.format, image.size) == ("JPEG", size)
     with pytest.raises(ValueError, match="needs a JPEG quality"):
         score_records(None, [record], scale=2.0)
+
+
+def _write_scores(path, rows):
+    lines = ["path,source,label,score"] + [",".join(map(str, row)) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_pairs_two_score_files_by_path_whatever_their_order(compare, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 120)
+    good, poor = labels + rng.normal(0, 0.5, 120), labels + rng.normal(0, 2.0, 120)
+    rows_a = [(f"s/{i}.jpg", "s", labels[i], good[i]) for i in range(120)]
+    rows_b = [(f"s/{i}.jpg", "s", labels[i], poor[i]) for i in range(120)][::-1]
+    _write_scores(tmp_path / "a.csv", rows_a)
+    _write_scores(tmp_path / "b.csv", rows_b)
+    got_labels, sources, (a, b) = compare.read_paired_scores(tmp_path / "a.csv", tmp_path / "b.csv")
+    assert (got_labels == labels).all() and (sources == "s").all()
+    assert np.allclose(a, good) and np.allclose(b, poor)
+    argv = ["--from-scores", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    assert compare.main(argv) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    diff, low, high = compare.paired_auc_difference(labels, good, poor)
+    assert line.split() == ["s", "120", "images", f"{diff:+.4f}", f"[{low:+.4f},", f"{high:+.4f}]"]
+    assert low > 0
+
+
+def test_score_files_that_do_not_pair_are_one_line_errors(compare, tmp_path, capsys):
+    _write_scores(tmp_path / "a.csv", [("x.jpg", "s", 0, 0.1), ("y.jpg", "s", 1, 0.9)])
+    _write_scores(tmp_path / "other.csv", [("x.jpg", "s", 0, 0.1), ("z.jpg", "s", 1, 0.9)])
+    _write_scores(tmp_path / "relabelled.csv", [("x.jpg", "s", 1, 0.1), ("y.jpg", "s", 1, 0.9)])
+    _write_scores(tmp_path / "twice.csv", [("x.jpg", "s", 0, 0.1), ("x.jpg", "s", 0, 0.2)])
+    _write_scores(tmp_path / "unscored.csv", [("x.jpg", "s", 0, ""), ("y.jpg", "s", 1, 0.9)])
+    (tmp_path / "garbage.csv").write_text("a,b\n1,2\n")
+    cases = [
+        ("other.csv", "different images (2 in one only, first: y.jpg)"),
+        ("relabelled.csv", "x.jpg: the files disagree about its source or label"),
+        ("twice.csv", "x.jpg is listed twice"),
+        ("unscored.csv", "x.jpg has no score"),
+        ("garbage.csv", "not a scores file"),
+        ("missing.csv", "unreadable"),
+    ]
+    for name, message in cases:
+        argv = ["--from-scores", str(tmp_path / "a.csv"), str(tmp_path / name)]
+        assert compare.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert compare.main([str(tmp_path / "a.csv"), str(tmp_path / "a.csv")]) == 2
+    assert "--data is needed" in capsys.readouterr().err
