@@ -197,6 +197,16 @@ def render_card(run_dir: Path, rows, heldout: dict) -> str:
     )
 
 
+def fake_only_folders(run_dir: Path) -> list[Path]:
+    """The run's --fake-only folders, as its options.json gives them (relative to the folder
+    that `train` ran in, as the scripts run it: the repository)."""
+    try:
+        options = json.loads((run_dir / "options.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [Path(folder) for folder in options.get("fake_only", [])]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -208,7 +218,9 @@ def main() -> None:
     if size > LIMIT_BYTES:
         raise SystemExit(f"the model files are {size / 1e6:.1f} MB, over the 25 MB limit")
     heldout = json.loads((args.eval / "metrics.json").read_text())
-    rows = manifest_rows(read_split_csv(args.run_dir / "split.csv"), args.data_root)
+    rows = manifest_rows(
+        read_split_csv(args.run_dir / "split.csv"), args.data_root, fake_only_folders(args.run_dir)
+    )
     card = render_card(args.run_dir, rows, heldout)  # every check before anything is written
     # Build the new folder beside the old one, then swap: never half an old, half a new model.
     staging, old = BUNDLED_DIR.with_name(".bundled.new"), BUNDLED_DIR.with_name(".bundled.old")

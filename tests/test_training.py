@@ -498,6 +498,28 @@ def test_split_manifest_with_other_labels_or_no_match_is_refused(multi_source_da
         tiny_options(multi_source_data, tmp_path / "run", split_manifest=tmp_path / "missing.csv")
 
 
+def test_manifest_names_fake_only_images_from_the_data_root(multi_source_data, tmp_path):
+    """A run's --fake-only folder lies beside the data root: its images are named by a path
+    that climbs out of the root, which still finds them on another machine; any other image
+    outside the root is refused."""
+    from PIL import Image
+
+    from deepfake_detect.data.datasets import ImageRecord, index_dataset
+    from deepfake_detect.data.manifest import manifest_rows
+
+    beside = tmp_path / "fake-only" / "diffusion-faces"
+    beside.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(beside / "SDXL_0001.jpg")
+    fake_only = ImageRecord(beside / "SDXL_0001.jpg", 1, "diffusion-faces", "d/1", "test")
+    records = [*index_dataset([multi_source_data])[:2], fake_only]
+    rows = manifest_rows(records, multi_source_data, beside=[beside])
+    (row,) = [r for r in rows if r.source == "diffusion-faces"]
+    assert (multi_source_data / row.path).resolve() == fake_only.path.resolve()
+    assert row.path.startswith("../") and row.split == "test"
+    with pytest.raises(DataError, match="not under the data root"):
+        manifest_rows(records, multi_source_data)
+
+
 def replace_split(record, split):
     return dataclasses.replace(record, split=split)
 

@@ -39,15 +39,23 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def manifest_rows(
-    records: Iterable[ImageRecord], data_root: str | os.PathLike
+    records: Iterable[ImageRecord],
+    data_root: str | os.PathLike,
+    beside: Sequence[str | os.PathLike] = (),
 ) -> list[ManifestRow]:
+    """A row per record, its path relative to the data root. The folders `beside` (a run's
+    `--fake-only` folders, which lie outside it) are named from the data root too, by a path
+    that climbs out of it (`../fake-only/diffusion-faces/x.jpg`); any other image outside the
+    root is a DataError."""
     root = Path(data_root).resolve()
+    allowed = [Path(folder).resolve() for folder in beside]
     rows = []
     for r in records:
-        try:
-            relative = r.path.resolve().relative_to(root).as_posix()
-        except ValueError:
-            raise DataError(f"{r.path}: not under the data root {root}") from None
+        path = r.path.resolve()
+        if path.is_relative_to(root) or any(path.is_relative_to(a) for a in allowed):
+            relative = Path(os.path.relpath(path, root)).as_posix()
+        else:
+            raise DataError(f"{r.path}: not under the data root {root}")
         rows.append(ManifestRow(relative, file_sha256(r.path), r.label, r.source, r.group, r.split))
     return sorted(rows, key=lambda row: row.path)
 
