@@ -5,6 +5,8 @@
 # its two generators (faces140k-sample: StyleGAN; headshots-sg2: StyleGAN2).
 #   bash scripts/compare_backbones.sh                  (rerun the same command to resume)
 #   DEVICE=cuda FROZEN_EPOCHS=5 FINETUNE_EPOCHS=10 TRAIN_SIZE= bash scripts/compare_backbones.sh
+#   EVAL_SPLIT=valid ROOT=runs/screen bash scripts/compare_backbones.sh   (choosing: never the
+#   held-out split; docs/experiments.md screens Lite1/Lite2 this way on a CPU)
 # The default budget is a small one for a 2-core CPU: 2,000 balanced training images (in
 # distribution), the frozen phase only (the head on each backbone's cached ImageNet features),
 # so it compares how well each backbone's features separate the classes, not what fine-tuning
@@ -34,8 +36,9 @@ sampled=()
 [ -n "$TRAIN_SIZE" ] && sampled=(--train-size "$TRAIN_SIZE")
 
 deepfake-detect compare --data "$DATA" --output "$ROOT/in-distribution" "${options[@]}" \
-    "${sampled[@]}" --test-fraction 0.21 --eval-split test \
+    "${sampled[@]}" --test-fraction 0.21 --eval-split "${EVAL_SPLIT:-test}" \
     --split-manifest src/deepfake_detect/bundled/split_manifest.csv
+[ "${EVAL_SPLIT:-test}" = test ] || exit 0  # leave-one-source-out is a report, not a choice
 # Each run trains on every image of the other source but its validation share (no test split:
 # the left-out source is the test), 1,100 or 3,600 images, less the near-duplicates of the
 # left-out source's images that the audit finds (100 FFHQ people are in both): no sampling.

@@ -4,6 +4,9 @@
 # per generator against real photos with their history (diffusion_report). The per-image scores
 # are kept in docs/scores/ so that later comparisons can be paired.
 #   bash scripts/score_candidate.sh /work/exp/candidate-robust-diffusion candidate-b
+# A run trained without --fake-only has no diffusion faces in its split: SPLIT_FROM names a run
+# folder whose split.csv has them (the same manifest and seed give every run the same real
+# photos), e.g. the first lines of scripts/train_candidate_robust_diffusion.sh's run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:?run folder}
@@ -13,7 +16,8 @@ OUT=${OUT:-$RUN/scored}
 mkdir -p "$OUT" docs/scores
 deepfake-detect evaluate --model "$RUN" --data "$DATA" --split valid --jpeg-quality 75 \
     --output "$OUT/valid-q75" -q
-python scripts/diffusion_report.py --model "$RUN" --split-from "$RUN" --split valid \
+python scripts/diffusion_report.py --model "$RUN" --split-from "${SPLIT_FROM:-$RUN}" \
+    --split valid \
     --json "$OUT/diffusion-valid.json" | tee "$OUT/diffusion-valid.md"
 python - "$OUT/valid-q75/metrics.json" <<'PY'
 import json, sys
@@ -27,4 +31,17 @@ for name, s in {**m["per_source"], "all": m}.items():
           f"{s['roc_auc']:.4f} [{lo:.4f}, {hi:.4f}] | {s.get('ece', float('nan')):.3f} | "
           f"{s.get('false_alarm_rate', float('nan'))} |")
 PY
-cp "$OUT/valid-q75/scores.csv" "docs/scores/$NAME-valid-q75.csv"
+# Paths relative to the data root, so that the file pairs with another machine's; the metrics
+# keep the run's threshold and temperature, which its scores were judged at.
+python - "$OUT/valid-q75/scores.csv" "$DATA" "docs/scores/$NAME-valid-q75.csv" <<'PY'
+import csv, os, sys
+source, root, target = sys.argv[1:]
+root = os.path.realpath(root)
+with open(source, newline="") as f:
+    rows = list(csv.reader(f))
+for row in rows[1:]:
+    row[0] = os.path.relpath(os.path.realpath(row[0]), root)
+with open(target, "w", newline="") as f:
+    csv.writer(f, lineterminator="\n").writerows(rows)
+PY
+cp "$OUT/valid-q75/metrics.json" "docs/scores/$NAME-valid-q75-metrics.json"
