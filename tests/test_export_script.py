@@ -96,3 +96,69 @@ def test_recipe_names_stochastic_depth_only_when_used(export, tmp_path):
         texts.append(export.member_recipe(trained, run)[0])
     assert "(BatchNorm statistics frozen) for up to 12 epochs" in texts[0]
     assert "(BatchNorm statistics frozen, stochastic depth 0.2) for up to 12" in texts[1]
+
+
+def test_best_accuracy_is_the_best_of_every_threshold(export):
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 60)
+    scores = np.round(labels * 0.3 + rng.random(60), 1)  # ties on purpose
+    brute = max(np.mean((scores >= t) == labels) for t in [*np.unique(scores), np.inf])
+    assert export.best_accuracy(labels, scores) == pytest.approx(brute)
+    assert export.best_accuracy([0, 1], [0.9, 0.1]) == 0.5  # any threshold gets one right
+
+
+def test_the_card_renders_every_section_from_a_run_and_its_reports(export, multi_source_data,
+                                                                  tmp_path):  # fmt: skip
+    import numpy as np
+    from conftest import load_script, tiny_options
+
+    from deepfake_detect.data.datasets import read_split_csv
+    from deepfake_detect.data.manifest import manifest_rows
+    from deepfake_detect.data.prepare import evaluation_records
+    from deepfake_detect.evaluation.runs import evaluate
+    from deepfake_detect.inference import load_detector
+    from deepfake_detect.training import train
+
+    run = tmp_path / "run"
+    train(tiny_options(multi_source_data, run, frozen_epochs=2, finetune_epochs=0, audit=False,
+                       augment="robust", reencode="jpeg:60-95"))  # fmt: skip
+    detector = load_detector(run)
+    records = evaluation_records([multi_source_data], "test", run)
+    evaluate(detector, records, tmp_path / "heldout", jpeg_quality=75)
+    rows = manifest_rows(read_split_csv(run / "split.csv"), multi_source_data)
+    card = export.render_card(run, rows, tmp_path / "heldout")
+    assert "{" not in card and "}" not in card  # every placeholder filled
+    assert "## Calibration" in card and card.count("Not measured") == 4
+    assert "`--augment robust`" in card and "| `alpha` |" in card
+
+    diffusion = load_script("diffusion_report")
+    figures = diffusion.report([0.9, 0.8, 0.2], ["SDXL", "SDXL", "FLUX1_dev"], [0.1, 0.3, 0.6],
+                               threshold=0.5)  # fmt: skip
+    (tmp_path / "diffusion.json").write_text(json.dumps({"split": "test", "threshold": 0.5,
+                                                         **figures}))  # fmt: skip
+    rates = {"detection_rate": 0.5, "detection_rate_interval": [0.1, 0.9],
+             "false_alarm_rate": 0.25, "false_alarm_rate_interval": [0.05, 0.7]}  # fmt: skip
+    everyday = {"split": "test", "images": 8, "bundled": {"none": rates, "rotate-5": rates},
+                str(run): {"none": rates, "rotate-5": rates}}  # fmt: skip
+    (tmp_path / "everyday.json").write_text(json.dumps(everyday))
+    (tmp_path / "curve.md").write_text("| images | ROC-AUC |\n| --- | --- |\n| 861 | 0.95 |\n")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    alarms = {"false_alarm_rate": 0.05, "false_alarm_rate_interval": [0.03, 0.07],
+              "false_alarm_rate_count": [30, 600]}  # fmt: skip
+    (probe / "metrics.json").write_text(json.dumps(alarms))
+    reports = {"false_alarms": probe, "diffusion": tmp_path / "diffusion.json",
+               "everyday": tmp_path / "everyday.json", "learning_curve": tmp_path / "curve.md"}
+    card = export.render_card(run, rows, tmp_path / "heldout", reports)
+    assert "Not measured" not in card
+    assert "**5.0% [3.0, 7.0]** of 600 called fake" in card
+    assert "| SDXL | 2 | 100.0%" in card and "| rotate-5 | 50.0% [10.0, 90.0]" in card
+    assert "| 861 | 0.95 |" in card
+    calibration = card.split("## Calibration")[1].split("##")[0]
+    held = json.loads((tmp_path / "heldout" / "metrics.json").read_text())
+    assert f"| all | {held['ece']:.4f} | {held['brier']:.4f} | {held['accuracy']:.4f} |" in (
+        calibration
+    )
+    assert np.isfinite(held["ece"])
