@@ -12,7 +12,9 @@ An interval that excludes 0 is how docs/experiments.md decides that one model is
 
 pairs two per-image score files that `evaluate` wrote (scores.csv: path, source, label, score)
 instead, so that runs whose weights are gone can still be compared image by image; both files
-must hold the same images with the same labels.
+must hold the same images with the same labels. With `--thresholds TA TB` (each model's own
+threshold) it also prints, per source, the share of real photos called fake by A minus B's, with
+its paired bootstrap interval.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def compare(argv: list[str] | None) -> int:
         "--from-scores", action="store_true",
         help="MODEL_A and MODEL_B are scores.csv files of evaluate: pair them, score nothing",
     )  # fmt: skip
+    p.add_argument("--thresholds", type=float, nargs=2, metavar=("TA", "TB"),
+                   help="with --from-scores: also compare false alarms at these thresholds")
     p.add_argument("--data", type=Path)
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--manifest", type=Path, default=BUNDLED_DIR / MANIFEST_NAME)
@@ -63,7 +67,11 @@ def compare(argv: list[str] | None) -> int:
         labels, sources, scores = read_paired_scores(Path(args.model_a), Path(args.model_b))
         print(f"ROC-AUC({args.model_a}) - ROC-AUC({args.model_b}), the images of both files:")
         print_differences(labels, sources, scores)
+        if args.thresholds:
+            print_false_alarm_differences(labels, sources, scores, *args.thresholds)
         return 0
+    if args.thresholds:
+        raise ValueError("--thresholds goes with --from-scores")
     if args.data is None:
         raise ValueError("--data is needed unless --from-scores is given")
     if not 0.1 <= args.scale <= 4.0:
@@ -99,6 +107,23 @@ def print_differences(labels, sources, scores) -> None:
         mask = sources == source
         diff, low, high = paired_auc_difference(labels[mask], scores[0][mask], scores[1][mask])
         print(f"  {source:20s} {mask.sum():5d} images  {diff:+.4f} [{low:+.4f}, {high:+.4f}]")
+
+
+def print_false_alarm_differences(labels, sources, scores, threshold_a, threshold_b) -> None:
+    from deepfake_detect.evaluation.comparison import bootstrap_interval
+
+    def difference(y, a, b):
+        real = y == 0
+        return float(np.mean(a[real] >= threshold_a) - np.mean(b[real] >= threshold_b))
+
+    print(f"reals called fake, A at {threshold_a:g} minus B at {threshold_b:g}:")
+    for source in sorted(set(sources)):
+        mask = sources == source
+        y, a, b = labels[mask], scores[0][mask], scores[1][mask]
+        low, high = bootstrap_interval(difference, y, a, b, n_resamples=2000)
+        rate_a, rate_b = np.mean(a[y == 0] >= threshold_a), np.mean(b[y == 0] >= threshold_b)
+        print(f"  {source:20s} {(y == 0).sum():5d} reals  {100 * rate_a:.1f}% - {100 * rate_b:.1f}%"
+              f" = {100 * (rate_a - rate_b):+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] points")
 
 
 def read_paired_scores(path_a: Path, path_b: Path):

@@ -136,3 +136,23 @@ def test_score_files_that_do_not_pair_are_one_line_errors(compare, tmp_path, cap
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert compare.main([str(tmp_path / "a.csv"), str(tmp_path / "a.csv")]) == 2
     assert "--data is needed" in capsys.readouterr().err
+
+
+def test_false_alarms_are_compared_at_each_models_threshold(compare, tmp_path, capsys):
+    # 4 reals and 2 fakes: A calls 1 real fake at 0.5, B calls 3 at 0.2.
+    a = [0.1, 0.2, 0.3, 0.6, 0.9, 0.8]
+    b = [0.1, 0.3, 0.25, 0.4, 0.9, 0.8]
+    labels = [0, 0, 0, 0, 1, 1]
+    _write_scores(tmp_path / "a.csv", [(f"{i}.jpg", "s", y, v) for i, (y, v) in
+                                       enumerate(zip(labels, a, strict=True))])  # fmt: skip
+    _write_scores(tmp_path / "b.csv", [(f"{i}.jpg", "s", y, v) for i, (y, v) in
+                                       enumerate(zip(labels, b, strict=True))])  # fmt: skip
+    argv = ["--from-scores", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
+            "--thresholds", "0.5", "0.2"]  # fmt: skip
+    assert compare.main(argv) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.split()[:7] == ["s", "4", "reals", "25.0%", "-", "75.0%", "="]
+    assert "-50.0 [" in line
+    argv = [str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--thresholds", "0.5", "0.2"]
+    assert compare.main(argv) == 2
+    assert "--thresholds goes with --from-scores" in capsys.readouterr().err
