@@ -26,6 +26,7 @@ from deepfake_detect.models.networks import build_model
 
 MODES = {  # name: (bf16 autocast, channels-last)
     "fp32": (False, False),
+    "fp32+channels-last": (False, True),
     "bf16": (True, False),
     "bf16+channels-last": (True, True),
 }

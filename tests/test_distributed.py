@@ -328,7 +328,8 @@ def test_train_throughput_script_times_every_mode(capsys):
             "--device", "cpu", "--json"]  # fmt: skip
     assert script.main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert [r["mode"] for r in out["rows"]] == ["fp32", "bf16", "bf16+channels-last"]
+    assert [r["mode"] for r in out["rows"]] == ["fp32", "fp32+channels-last", "bf16",
+                                                "bf16+channels-last"]
     assert all(r["images_per_second"] > 0 and r["backbone"] == "test_efficientnet"
                for r in out["rows"])  # fmt: skip
     with pytest.raises(SystemExit):

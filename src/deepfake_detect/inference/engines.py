@@ -55,7 +55,9 @@ class TorchEngine:
     precision = "fp32"
 
     def __init__(self, net: Any, device: Any) -> None:
-        self.net = net.eval()
+        from deepfake_detect.devices import channels_last
+
+        self.net = channels_last(net.eval())
         self.device = device
 
     def logits(self, batch: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from deepfake_detect.data.transforms import (
     reencode_steps,
     validation_transform,
 )
+from deepfake_detect.devices import channels_last
 from deepfake_detect.distributed import (
     ShardSampler,
     all_max,
@@ -124,9 +125,7 @@ class Trainer:
             stem_stride=o.stem_stride,
             drop_path=o.drop_path,
         )
-        if self.device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        return model.to(self.device)
+        return channels_last(model).to(self.device)
 
     def run(self) -> TrainResult:
         o = self.options
