@@ -10,6 +10,8 @@
 # epoch, 2 frozen and 6 fine-tuning epochs, best epoch by validation loss) on all three folders of
 # ../shared/data, with RECIPE_CHANGES below. The first model's split manifest keeps its
 # held-out images held out; the other images are split around them (21% held out).
+# With RUN naming a finished run (its config.json exists) training is skipped and that run is
+# measured and shipped as it is (docs/experiments.md, fourth amendment).
 # Then, once, for this model only: the held-out split at JPEG quality 75, real photos of other
 # people and cameras (../shared/probes/utkface-real, never a training source), the held-out
 # diffusion faces, and the everyday changes beside the first model.
@@ -21,6 +23,9 @@ DATA=${DATA:-../shared/data}
 FAKE_ONLY=${FAKE_ONLY:-../shared/fake-only/diffusion-faces}
 PROBES=${PROBES:-../shared/probes/utkface-real}
 RUN=${RUN:-/work/exp/bundled-second-edition}
+# A run trained without diffusion faces has none held out: measure it on those of a diffusion
+# candidate's split (docs/experiments.md, fourth amendment), which it has never seen.
+DIFFUSION_SPLIT_FROM=${DIFFUSION_SPLIT_FROM:-$RUN}
 # The changes to the first recipe that the rule keeps (docs/experiments.md). PROVISIONAL: this
 # is candidate B's recipe, which the rule ships only if candidate A (robust augmentation alone)
 # is kept against the control and B then passes against A (third amendment); otherwise the
@@ -43,7 +48,7 @@ mkdir -p "$M"
 deepfake-detect -q evaluate --model "$RUN" --data "$DATA" --split test --jpeg-quality 75 \
     --output "$M/heldout"
 deepfake-detect -q evaluate --model "$RUN" --data "$PROBES" --label real --output "$M/utkface"
-python scripts/diffusion_report.py --model "$RUN" --split-from "$RUN" --split test \
+python scripts/diffusion_report.py --model "$RUN" --split-from "$DIFFUSION_SPLIT_FROM" --split test \
     --json "$M/diffusion-heldout.json"
 # "bundled" is still the first model here (the export below replaces it); its manifest's held-out
 # split is the one both editions hold out.
