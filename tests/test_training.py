@@ -362,6 +362,38 @@ def test_stratified_sampler_gives_every_stratum_an_equal_share():
     assert again == draws and other != draws
 
 
+def test_stratum_shares_split_an_epoch_by_weight_and_equal_weights_as_before():
+    from fractions import Fraction
+
+    from deepfake_detect.training.loop import stratum_shares
+
+    for total, n in [(36, 2), (37, 3), (1000, 7), (5, 6)]:
+        before = [total // n + (i < total % n) for i in range(n)]  # the equal-share rule
+        assert stratum_shares(total, [Fraction(1, n)] * n) == before
+    assert stratum_shares(100, [Fraction(1, 2), Fraction(1, 3), Fraction(1, 6)]) == [50, 33, 17]
+    with pytest.raises(ValueError, match="sum to 1"):
+        stratum_shares(10, [Fraction(1, 2), Fraction(1, 3)])
+
+
+def test_a_one_class_source_does_not_tilt_the_classes():
+    """Three two-class sources and a fake-only one: reals 1/6 each, fakes 1/8 each, so each
+    class is half of the epoch (an equal share per stratum would give fakes 4/7)."""
+    from fractions import Fraction
+
+    from deepfake_detect.training.loop import StratifiedSampler, class_balanced_weights
+
+    keys = [(s, lab) for s in "abc" for lab in (0, 1) for _ in range(50)] + [("diff", 1)] * 70
+    weights = class_balanced_weights(keys)
+    assert {weights[(s, 0)] for s in "abc"} == {Fraction(1, 6)}
+    assert {weights[(s, 1)] for s in ("a", "b", "c", "diff")} == {Fraction(1, 8)}
+    draws = [i % len(keys) for i in StratifiedSampler(keys, torch.Generator(), weights)]
+    fakes = sum(keys[i][1] for i in draws)
+    assert len(draws) == len(keys) and abs(fakes - len(keys) / 2) <= 2  # whole draws: 184 of 370
+    assert abs(sum(keys[i][0] == "diff" for i in draws) - len(keys) / 8) < 1
+    two_class = [(s, lab) for s in "ab" for lab in (0, 1)]
+    assert set(class_balanced_weights(two_class).values()) == {Fraction(1, 4)}  # as before
+
+
 @pytest.mark.parametrize("cache_copies", [0, 2])
 def test_balance_sources_feeds_each_source_and_class_equally(
     multi_source_data, tmp_path, monkeypatch, cache_copies
@@ -371,8 +403,8 @@ def test_balance_sources_feeds_each_source_and_class_equally(
     epochs: list[tuple] = []  # (keys, drawn indices, dataset) of each balanced epoch
 
     class Spy(training.StratifiedSampler):
-        def __init__(self, keys, generator):
-            super().__init__(keys, generator)
+        def __init__(self, keys, generator, weights=None):
+            super().__init__(keys, generator, weights)
             self.keys = list(keys)
 
         def __iter__(self):

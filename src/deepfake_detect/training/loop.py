@@ -4,7 +4,8 @@ pass. Every epoch's randomness derives from (seed, epoch), so a resumed run repe
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from fractions import Fraction
 
 import torch
 from torch import nn
@@ -22,7 +23,8 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
 
 
 class StratifiedSampler(Sampler[int]):
-    """An epoch of len(keys) indices with an equal share for every stratum (key).
+    """An epoch of len(keys) indices with a set share for every stratum (key): `weights` maps
+    each key to its fraction of the epoch (they sum to 1), equal for all keys by default.
 
     Each stratum is drawn without replacement, pass after pass, so a small stratum is seen more
     than once an epoch and a large one less than once; the order comes from `generator`. The k-th
@@ -30,22 +32,30 @@ class StratifiedSampler(Sampler[int]):
     (`ImageDataset` does; see `Repeats` for one that cannot).
     """
 
-    def __init__(self, keys: Sequence[Hashable], generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        keys: Sequence[Hashable],
+        generator: torch.Generator,
+        weights: Mapping[Hashable, Fraction] | None = None,
+    ) -> None:
         strata: dict[Hashable, list[int]] = {}
         for index, key in enumerate(keys):
             strata.setdefault(key, []).append(index)
-        self.strata = [torch.tensor(strata[key]) for key in sorted(strata)]
+        order = sorted(strata)
+        self.strata = [torch.tensor(strata[key]) for key in order]
         self.total = len(keys)
+        if weights is None:
+            weights = {key: Fraction(1, len(order)) for key in order}
+        self.shares = stratum_shares(self.total, [Fraction(weights[key]) for key in order])
         self.generator = generator
 
     def __len__(self) -> int:
         return self.total
 
     def __iter__(self) -> Iterator[int]:
-        g, count = self.generator, len(self.strata)
+        g = self.generator
         picks = []
-        for number, members in enumerate(self.strata):
-            share = self.total // count + (number < self.total % count)
+        for members, share in zip(self.strata, self.shares, strict=True):
             passes = -(-share // len(members))
             order = [
                 members[torch.randperm(len(members), generator=g)] + k * self.total
@@ -54,6 +64,30 @@ class StratifiedSampler(Sampler[int]):
             picks.append(torch.cat(order)[:share])
         epoch = torch.cat(picks)
         return iter(epoch[torch.randperm(len(epoch), generator=g)].tolist())
+
+
+def stratum_shares(total: int, weights: Sequence[Fraction]) -> list[int]:
+    """Whole draws per stratum that sum to `total`, each the floor of total * weight, the rest
+    one each to the largest remainders (ties to the earlier stratum): equal weights give the
+    first total % n strata one more."""
+    if sum(weights) != 1 or min(weights) <= 0:
+        raise ValueError(f"stratum weights must be positive and sum to 1, not {weights}")
+    exact = [total * w for w in weights]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: (-(exact[i] - shares[i]), i))
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def class_balanced_weights(keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Fraction]:
+    """Weights for (source, label) strata: each class half of an epoch, shared equally among
+    the sources that hold it. Where every source holds both classes this is an equal share for
+    every stratum; a source of one class only (`--fake-only`) does not tilt the classes."""
+    strata = set(keys)
+    labels = {label for _, label in strata}
+    per_label = {label: sum(1 for _, lab in strata if lab == label) for label in labels}
+    return {(s, lab): Fraction(1, len(labels) * per_label[lab]) for s, lab in strata}
 
 
 class Repeats(Dataset):

@@ -51,7 +51,13 @@ from deepfake_detect.models.checkpoint import save_model
 from deepfake_detect.models.config import ModelConfig
 from deepfake_detect.models.networks import DetectorNet, build_model
 from deepfake_detect.training.features import CACHE_NAME, FeaturePass, cached_features
-from deepfake_detect.training.loop import Repeats, StratifiedSampler, seed_epoch, train_epoch
+from deepfake_detect.training.loop import (
+    Repeats,
+    StratifiedSampler,
+    class_balanced_weights,
+    seed_epoch,
+    train_epoch,
+)
 from deepfake_detect.training.options import TrainOptions, model_config
 from deepfake_detect.training.run_state import (
     finish_run,
@@ -222,12 +228,14 @@ class Trainer:
         self._record_epoch(phase, lr, row, optimizer, scheduler)
 
     def _sampler(self, train, generator: torch.Generator) -> StratifiedSampler | None:
-        """With --balance-sources, an equal share of every epoch for each (source, class)."""
+        """With --balance-sources, each class half of every epoch, shared equally among the
+        sources that hold it: an equal share for each (source, class) where all hold both."""
         if not self.options.balance_sources:
             return None
         keys = [(r.source, r.label) for r in self.splits.train]
         # the feature cache may hold several copies of each image, one after the other
-        return StratifiedSampler([keys[i % len(keys)] for i in range(len(train))], generator)
+        keys = [keys[i % len(keys)] for i in range(len(train))]
+        return StratifiedSampler(keys, generator, class_balanced_weights(keys))
 
     def _whole_world_row(self, row: dict[str, float]) -> dict[str, float]:
         """An epoch's training figures over every rank's images, as one process would log them."""
