@@ -125,9 +125,12 @@ def run(argv: list[str] | None) -> int:
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--source", default=FAKE_ONLY_SOURCE, help="the fake-only source's name")
     p.add_argument("--json", type=Path)
+    p.add_argument("--engine", default="onnx", choices=("onnx", "torch"))
+    p.add_argument("--device", default="auto", help="torch engine: auto, cpu or cuda")
     args = p.parse_args(argv)
     fakes, reals = split_records(args.split_from, args.split, args.source)
-    detector = load_detector(None if args.model == "bundled" else args.model)
+    model = None if args.model == "bundled" else args.model
+    detector = load_detector(model, args.device, engine=args.engine)
     fake_scores = _scores(score_records(detector, fakes))
     real_scores = _scores(score_records(detector, reals, history=True))
     figures = report(fake_scores, [generator_of(r.path) for r in fakes], real_scores,

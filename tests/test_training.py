@@ -515,6 +515,32 @@ def test_split_manifest_keeps_held_out_images_held_out_when_the_data_grows(
     assert options.to_json()["split_manifest"] == str(manifest)
 
 
+def test_a_manifest_that_names_every_image_is_recorded_as_the_run_split(
+    multi_source_data, tmp_path
+):
+    """No image is left for a seeded split, yet the run still records its split: without
+    split.csv, evaluate would make the default seeded split and score training images."""
+    from deepfake_detect.data.datasets import read_split_csv
+    from deepfake_detect.data.manifest import manifest_rows, write_manifest
+    from deepfake_detect.data.prepare import model_split, prepare_dataset
+    from deepfake_detect.training.run_state import start_run_folder
+
+    spec = tiny_options(multi_source_data, tmp_path / "first", audit=False, seed=3).data_spec()
+    old = prepare_dataset(spec, tmp_path / "none.csv").made
+    manifest = tmp_path / "split_manifest.csv"
+    write_manifest(manifest_rows(old, multi_source_data), manifest)
+
+    options = tiny_options(multi_source_data, tmp_path / "run", audit=False, split_manifest=manifest)
+    made = prepare_dataset(options.data_spec(), tmp_path / "none.csv").made
+    assert made is not None and len(made) == len(old)
+    start_run_folder(options, made)
+    recorded = {r.path.resolve(): r.split for r in read_split_csv(tmp_path / "run" / "split.csv")}
+    assert recorded == {r.path.resolve(): r.split for r in old}
+    unsplit = [dataclasses.replace(r, split=None) for r in old]
+    again = {r.path.resolve(): r.split for r in model_split(unsplit, tmp_path / "run", seed=0)}
+    assert again == recorded
+
+
 def test_split_manifest_with_other_labels_or_no_match_is_refused(multi_source_data, tmp_path):
     from deepfake_detect.data.datasets import index_dataset
     from deepfake_detect.data.manifest import apply_manifest_splits, manifest_rows

@@ -63,8 +63,9 @@ class DataSpec:
 
 @dataclass
 class Splits:
-    """The records to train and validate on; `made` holds every record when the split was made
-    here (for the caller to record in split.csv), None when it was read from one."""
+    """The records to train and validate on; `made` holds every record when the split was decided
+    here, by a seeded split or a split manifest (for the caller to record in split.csv: the
+    data alone would not give it back), None when it was read from one or is the data's own."""
 
     train: list[ImageRecord]
     valid: list[ImageRecord]
@@ -96,6 +97,8 @@ def prepare_dataset(spec: DataSpec, split_file: Path | None = None) -> Splits:
                 test_fraction=spec.test_fraction,
                 seed=spec.split_seed,
             )
+        elif spec.split_manifest is not None:
+            made = records  # a manifest that names every image: evaluate must find its split
     train, valid = select(records, "train"), select(records, "valid")
     for name, part in (("train", train), ("valid", valid)):
         if {r.label for r in part} != {0, 1}:
