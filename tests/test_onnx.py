@@ -68,6 +68,13 @@ def test_the_bundled_int8_file_was_exported_from_the_bundled_weights():
 
     engine = fresh_engine(BUNDLED_DIR, "int8", weights_hash(BUNDLED_DIR))
     assert engine is not None and engine.precision == "int8"
+    import json
+
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(engine.path)).metadata_props}
+    check = json.loads(metadata["deepfake_detect.check"])
+    assert check["check_images"] >= 500 and check["flipped"] <= 0.03  # its export check held
     size = sum(p.stat().st_size for p in BUNDLED_DIR.glob("model.*") if p.name != "model.onnx")
     assert size <= 25e6  # what the package ships: the weights and the int8 file
 
@@ -79,6 +86,11 @@ def test_an_exported_file_scores_alone_with_its_threshold_and_temperature(tiny, 
     alone = load_detector(output)
     assert alone.config.threshold == 0.4 and alone.config.temperature == 1.7
     assert alone.model_dir is None  # no config.json beside it: the metadata is all it has
+    import onnx
+
+    graph = onnx.load(str(output))
+    assert not any(node.metadata_props for node in graph.graph.node)  # no stack traces
+    assert str(tmp_path) not in output.read_bytes().decode("latin-1")  # no path of this machine
     assert np.allclose(scores(alone, photos), scores(load_detector(tiny), photos), atol=1e-6)
     with pytest.raises(ValueError, match="--engine onnx"):
         load_detector(output, engine="torch")

@@ -177,11 +177,21 @@ def write_with_metadata(source: Path, output: Path, metadata: dict[str, str]) ->
     from deepfake_detect.files import atomic_write_bytes
 
     model = onnx.load(str(source))
+    strip_node_metadata(model.graph)
     del model.metadata_props[:]
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "deepfake-detect"
     atomic_write_bytes(output, model.SerializeToString())
+
+
+def strip_node_metadata(graph) -> None:
+    """The exporter notes each node's Python stack trace (this machine's paths): not for users."""
+    for node in graph.node:
+        del node.metadata_props[:]
+        for attribute in node.attribute:
+            if attribute.g.node:
+                strip_node_metadata(attribute.g)
 
 
 def image_files(images: Sequence[str | os.PathLike], limit: int) -> list[Path]:

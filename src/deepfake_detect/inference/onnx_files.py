@@ -38,7 +38,8 @@ def onnx_metadata(config: ModelConfig, precision: str, weights_sha256: str, chec
         CONFIG_KEY: json.dumps(config.to_dict()),
         PRECISION_KEY: precision,
         WEIGHTS_KEY: weights_sha256,
-        CHECK_KEY: json.dumps(check),
+        # where the file was written says nothing where it travels (a user's machine)
+        CHECK_KEY: json.dumps({k: v for k, v in check.items() if k != "path"}),
     }
 
 
