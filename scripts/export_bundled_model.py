@@ -29,6 +29,7 @@ from deepfake_detect.training.ensembling import run_facts
 
 LIMIT_BYTES = 25 * 1000 * 1000
 TEMPLATE = Path(__file__).with_name("MODEL_CARD.template.md")
+NAME = "bundled"  # what the shipped model is called, whatever its run folder was named
 
 
 def interval(metrics: dict, key: str) -> str:
@@ -192,6 +193,8 @@ def everyday_section(report: Path | None) -> str:
     figures = json.loads(report.read_text())
     split, images = figures.pop("split"), figures.pop("images")
     changes = list(next(iter(figures.values())))
+    # the first model was "bundled" when it was measured; the other is this model's run folder
+    figures = {("first model" if m == NAME else "this model"): f for m, f in figures.items()}
     table = load_sibling("everyday_changes").format_table(figures, changes)
     return (
         f"What happens to every shared photo, applied to the first model's {split} split "
@@ -362,7 +365,7 @@ def render_card(run_dir: Path, rows, evaluation: Path, reports: dict | None = No
         "history tells neither class." if history else ""
     )  # fmt: skip
     return TEMPLATE.read_text().format(
-        **config.to_dict() | {"mean": list(config.mean), "std": list(config.std)},
+        **config.to_dict() | {"name": NAME, "mean": list(config.mean), "std": list(config.std)},
         n_images=len(rows),
         n_train=sum(r.split == "train" for r in rows),
         n_heldout=heldout["n_images"],
@@ -425,9 +428,11 @@ def main() -> None:
     for leftover in (staging, old):
         shutil.rmtree(leftover, ignore_errors=True)
     staging.mkdir()
-    for name in (WEIGHTS_NAME, CONFIG_NAME):
-        shutil.copyfile(args.run_dir / name, staging / name)
+    shutil.copyfile(args.run_dir / WEIGHTS_NAME, staging / WEIGHTS_NAME)
+    config = json.loads((args.run_dir / CONFIG_NAME).read_text()) | {"name": NAME}
+    (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     write_manifest(rows, staging / MANIFEST_NAME)
+    heldout["model"] = NAME
     (staging / "heldout_metrics.json").write_text(json.dumps(heldout, indent=2) + "\n")
     (staging / "MODEL_CARD.md").write_text(card)
     if BUNDLED_DIR.exists():

@@ -155,6 +155,8 @@ def test_the_card_renders_every_section_from_a_run_and_its_reports(export, multi
     assert "Not measured" not in card
     assert "**5.0% [3.0, 7.0]** of 600 called fake" in card
     assert "| SDXL | 2 | 100.0%" in card and "| rotate-5 | 50.0% [10.0, 90.0]" in card
+    assert "| change | first model: fakes caught |" in card and str(run) not in card
+    assert "| model | `bundled` version" in card  # not the run folder's name
     assert "| 861 | 0.95 |" in card
     calibration = card.split("## Calibration")[1].split("##")[0]
     held = json.loads((tmp_path / "heldout" / "metrics.json").read_text())

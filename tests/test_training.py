@@ -530,7 +530,9 @@ def test_a_manifest_that_names_every_image_is_recorded_as_the_run_split(
     manifest = tmp_path / "split_manifest.csv"
     write_manifest(manifest_rows(old, multi_source_data), manifest)
 
-    options = tiny_options(multi_source_data, tmp_path / "run", audit=False, split_manifest=manifest)
+    options = tiny_options(
+        multi_source_data, tmp_path / "run", audit=False, split_manifest=manifest
+    )
     made = prepare_dataset(options.data_spec(), tmp_path / "none.csv").made
     assert made is not None and len(made) == len(old)
     start_run_folder(options, made)
