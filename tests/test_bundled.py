@@ -26,11 +26,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason="../shared/data is not beside the repository"
 )
-# The targets are accuracy >= 0.95 and ROC-AUC >= 0.99 per source; the shipped model
-# does not reach them yet (MODEL_CARD.md: faces140k-sample 0.869 / 0.954, headshots-sg2
-# 0.948 / 0.991). These floors sit one to two points under what it measured, so that any
+# The second edition's targets are accuracy >= 0.96 and ROC-AUC >= 0.99 per source (0.995 on
+# headshots-sg2); the shipped model does not reach all of them (MODEL_CARD.md, held-out at JPEG
+# 75: faces140k-extra 0.939 / 0.984, faces140k-sample 0.961 / 0.991, headshots-sg2 0.950 /
+# 0.988). These floors sit one to three points under what it measured, so that any
 # regression of the bundled model fails here; raise them with the model.
-FLOORS = {"faces140k-sample": (0.85, 0.935), "headshots-sg2": (0.93, 0.975)}
+FLOORS = {
+    "faces140k-extra": (0.92, 0.975),
+    "faces140k-sample": (0.93, 0.975),
+    "headshots-sg2": (0.93, 0.975),
+}
 
 
 @pytest.fixture(scope="module")
