@@ -14,8 +14,11 @@
 # Then, once, for this model only: the held-out split at JPEG quality 75, real photos of other
 # people and cameras (../shared/probes/utkface-real, never a training source), the held-out
 # diffusion faces, and the everyday changes beside the first model.
-# Not yet run end to end: each step is tested on its own. Expected on an idle 2-core CPU: about
-# 1 h 45 min of training (channels-last; 2 h 50 min before), then about 20 minutes of measuring.
+# The shipped model came from it on 2026-12-03 with RUN=<candidate A's finished run> (training
+# skipped; the same training command, scripts/train_candidate_robust.sh, has run twice from
+# scratch). On an idle 2-core CPU: about 1 h 50 min of training (channels-last), then about 20
+# minutes of measuring. On an NVIDIA H200 the training took about 5.5 minutes beside eight other
+# runs (scripts/gpu_round.sh, run "A").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
