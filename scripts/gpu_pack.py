@@ -12,6 +12,12 @@ Images keep their paths relative to the data root (`partN/data/...`, and
 for pixel against the original (the loader reads formats from the bytes, and training re-encodes
 every image as JPEG anyway).
 Held-out images never travel: the held-out split is measured here.
+
+A part and the work tree must fit one call (64 MiB, counted in disk blocks), and the device's
+work tree keeps nothing between calls: carry each part as a folder of its own in one call that
+copies it to the machine's /tmp (`cp -r PART/. /tmp/gpu-data/`), the wheels the image lacks
+likewise (`pip install --target /tmp/gpu-site`), and start scripts/gpu_round.sh in the call
+that carries the last part (its header says how).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from deepfake_detect.data.images import sniff_format
 from deepfake_detect.data.manifest import ManifestRow, write_manifest
 
 MIB = 1 << 20
+BLOCK = 4096
 
 
 def packed_bytes(path: Path) -> bytes:
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="the data root the run was given")
     parser.add_argument("--fake-only", action="append", default=[], help="its --fake-only folders")
     parser.add_argument("--out", required=True, help="a new folder for the parts and manifest")
-    parser.add_argument("--part-mb", type=float, default=56.0)
+    parser.add_argument("--part-mb", type=float, default=50.0)
     parser.add_argument("--splits", default="train,valid")
     args = parser.parse_args(argv)
 
@@ -80,12 +87,13 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sys.exit(f"{path}: under neither --data nor a --fake-only folder")
         data = packed_bytes(path)
-        if used + len(data) > args.part_mb * MIB:
+        blocks = -(-len(data) // BLOCK) * BLOCK  # the device counts disk blocks, not bytes
+        if used + blocks > args.part_mb * MIB:
             sizes[part], part, used = used, part + 1, 0
         target = out / f"part{part}" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        used += len(data)
+        used += blocks
         name = Path(os.path.relpath(path, data_root)).as_posix()
         rows.append(
             ManifestRow(name, hashlib.sha256(data).hexdigest(), r.label, r.source, r.group, r.split)

@@ -4,6 +4,12 @@
 # scripts/gpu_pack.py packed (the training and validation images of candidate D's split, which
 # holds A's; the held-out split stays here and is measured here).
 #   OUT=results PACK=.gpu bash scripts/gpu_round.sh
+# PACK holds manifest.csv and the parts (part*/), or links to them: parts already copied into
+# /tmp/gpu-data by earlier calls stay there (scripts/gpu_pack.py says how they travel); site/
+# (or a link to /tmp/gpu-site) holds the wheels' packages, or whl/ the wheels to install.
+# How it ran on 2026-12-04: five calls carried .g1, .g2, .g3 (parts) and .gw (wheels) each
+# copied to /tmp, then `mkdir -p .gpu && mv .g4/manifest.csv .gpu/ && ln -s ../.g4 .gpu/part4
+# && ln -s /tmp/gpu-site .gpu/site && OUT=$OUT PACK=.gpu DEADLINE=420 bash scripts/gpu_round.sh`.
 # Runs, each the recipe of its script with the device's data, --device cuda and --no-audit (the
 # packed manifest gives every image its split and group, so the audit has nothing to decide):
 #   A   scripts/train_candidate_robust.sh (the shipped recipe; this device's control)
