@@ -21,6 +21,7 @@
 # faces), and writes to $OUT: results.tar.gz (run folders without weights), D's weights in
 # float32 (it may ship) and the curve's in float16 (their held-out split is scored here).
 # Runs still training at $DEADLINE seconds are stopped, so that the rest comes back in time.
+# ROUND=next trains the next round instead (below): D-L2, A, and A, L1, L2 with seed 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?where results go}
@@ -65,7 +66,7 @@ run() {  # name, options...: train, then score on the validation split at once
     timeout 150 deepfake-detect -q evaluate --model "$dir" --data "$DATA/data" --split valid \
         --jpeg-quality 75 --engine torch --device "$DEVICE" --output "$dir/eval-valid-q75" \
         >> "$dir.log" 2>&1
-    case $name in A | D | L1 | L2)
+    case $name in A* | D* | L1* | L2*)
         timeout 150 python3 scripts/diffusion_report.py --model "$dir" --split-from "$SPLIT" \
             --split valid --engine torch --device "$DEVICE" --json "$dir/diffusion-valid.json" \
             > "$dir/diffusion-valid.md" 2>> "$dir.log"
@@ -86,21 +87,37 @@ write_split_csv([ImageRecord(Path(os.path.normpath(Path(root) / r.path)), r.labe
                              r.group, r.split) for r in read_manifest(manifest)], target)
 PY
 robust=(--backbone tf_efficientnet_lite0 --augment robust)
-# the two runs that decide what ships first; the others yield the CPU to them
-run D "${robust[@]}" --fake-only "$DATA/fake-only/diffusion-faces" --figure-history 0.25 &
-run A "${robust[@]}" &
 export -f run
 export DATA RUNS T0 DEVICE SPLIT
-nice -n 5 bash -c "$(declare -p common); run L1 --backbone tf_efficientnet_lite1 --augment robust" &
-nice -n 5 bash -c "$(declare -p common); run L2 --backbone tf_efficientnet_lite2 --augment robust" &
-c=(--backbone tf_efficientnet_lite0 --augment flip)
-for points in "all $N1" "$N4 $N2" "$N3"; do
-    nice -n 10 bash -c "$(declare -p common c)
-        for n in $points; do
-            if [ \$n = all ]; then run C-all \"\${c[@]}\"
-            else run C-\$n \"\${c[@]}\" --source-train-size faces140k-extra=\$n; fi
-        done" &
-done
+if [ "${ROUND:-first}" = next ]; then
+    # docs/experiments.md, "The next candidate": D's recipe on Lite2, judged against this
+    # round's own A; and A, Lite1 and Lite2 once more with seed 1, to measure how far a run
+    # moves by its seed alone (the backbones' differences were of that size).
+    run D-L2 --backbone tf_efficientnet_lite2 --augment robust \
+        --fake-only "$DATA/fake-only/diffusion-faces" --figure-history 0.25 &
+    run A "${robust[@]}" &
+    for pair in "A-s1 tf_efficientnet_lite0" "L1-s1 tf_efficientnet_lite1" \
+        "L2-s1 tf_efficientnet_lite2"; do
+        read -r name backbone <<< "$pair"
+        nice -n 5 bash -c "$(declare -p common)
+            run $name --backbone $backbone --augment robust --seed 1" &
+    done
+else
+    # the two runs that decide what ships first; the others yield the CPU to them
+    run D "${robust[@]}" --fake-only "$DATA/fake-only/diffusion-faces" --figure-history 0.25 &
+    run A "${robust[@]}" &
+    nice -n 5 bash -c "$(declare -p common); run L1 --backbone tf_efficientnet_lite1 --augment robust" &
+    nice -n 5 bash -c "$(declare -p common); run L2 --backbone tf_efficientnet_lite2 --augment robust" &
+    c=(--backbone tf_efficientnet_lite0 --augment flip)
+    for points in "all $N1" "$N4 $N2" "$N3"; do
+        nice -n 10 bash -c "$(declare -p common c)
+            for n in $points; do
+                if [ \$n = all ]; then run C-all \"\${c[@]}\"
+                else run C-\$n \"\${c[@]}\" --source-train-size faces140k-extra=\$n; fi
+            done" &
+    done
+
+fi
 
 while [ $(($(date +%s) - T0)) -lt "$DEADLINE" ] && pgrep -f " train --data" >/dev/null; do
     sleep 5
@@ -120,6 +137,11 @@ for run in sorted(runs.iterdir()):
         continue
     if run.name == "D":
         (out / "D.safetensors").write_bytes(weights.read_bytes())
+    elif run.name == "D-L2":  # float32 Lite2 is over a returned file's 16 MiB: two halves
+        data = weights.read_bytes()
+        half = len(data) // 2 + 1
+        for k in (0, 1):
+            (out / f"D-L2.safetensors.part{k + 1}").write_bytes(data[k * half:(k + 1) * half])
     elif run.name.startswith("C-"):
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(weights).items()}
         save_file(tensors, out / f"{run.name}.fp16.safetensors")
