@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import io
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from PIL import Image
 from deepfake_detect.data.datasets import read_split_csv
 from deepfake_detect.data.images import sniff_format
 from deepfake_detect.data.manifest import ManifestRow, write_manifest
+from deepfake_detect.errors import DataError
 
 MIB = 1 << 20
 BLOCK = 4096
@@ -58,6 +60,7 @@ def packed_bytes(path: Path) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Packs into OUT.partial, renamed to OUT at the end: a failed pack leaves no OUT."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", required=True, help="a run's split.csv")
     parser.add_argument("--data", required=True, help="the data root the run was given")
@@ -70,6 +73,20 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     if out.exists():
         sys.exit(f"{out}: exists; give a new folder")
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        rows, sizes = pack(args, staging)
+    except (DataError, SystemExit) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        sys.exit(str(exc) if isinstance(exc, DataError) else exc.code)
+    staging.rename(out)
+    for k, size in sizes.items():
+        print(f"part{k}: {size / MIB:.1f} MiB")
+    print(f"{len(rows)} images ({args.splits}); manifest {out / 'manifest.csv'}")
+
+
+def pack(args, out: Path) -> tuple[list[ManifestRow], dict[int, int]]:
     roots = [(Path(args.data).resolve(), Path("data"))]
     roots += [(Path(f).resolve(), Path("fake-only") / Path(f).name) for f in args.fake_only]
     keep = set(args.splits.split(","))
@@ -100,9 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     sizes[part] = used
     write_manifest(rows, out / "manifest.csv")
-    for k, size in sizes.items():
-        print(f"part{k}: {size / MIB:.1f} MiB")
-    print(f"{len(rows)} images ({', '.join(sorted(keep))}); manifest {out / 'manifest.csv'}")
+    return rows, sizes
 
 
 if __name__ == "__main__":

@@ -73,8 +73,8 @@ run() {  # name, options...: train, then score on the validation split at once
     esac
     echo "$name: scored at $(($(date +%s) - T0)) s"
 }
-# The packed split as a split.csv of this machine's paths: the runs' own folders hold none (the
-# manifest gave every image its split, so no run made one), and the diffusion reports read one.
+# The packed split as a split.csv of this machine's paths, diffusion faces included, for the
+# diffusion reports of every run (those trained without --fake-only record no diffusion faces).
 SPLIT=/tmp/gpu-split
 python3 - "$PACK/manifest.csv" "$DATA/data" "$SPLIT/split.csv" <<'PY'
 import os, sys

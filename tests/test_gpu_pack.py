@@ -78,3 +78,17 @@ def test_an_existing_output_is_refused(run_split, tmp_path):
     with pytest.raises(SystemExit, match="exists"):
         load_script("gpu_pack").main(["--split", str(split), "--data", str(data),
                                       "--out", str(tmp_path / "pack")])  # fmt: skip
+
+
+def test_a_failed_pack_leaves_nothing_and_says_why_in_one_line(run_split, tmp_path):
+    data, _, split, _ = run_split
+    out = tmp_path / "pack"
+    script = load_script("gpu_pack")
+    # jpegs/ pack first, then the first PNG lies outside --data: the pack stops half-way
+    with pytest.raises(SystemExit, match="under neither --data nor a --fake-only folder"):
+        script.main(["--split", str(split), "--data", str(data / "jpegs"), "--out", str(out)])
+    with pytest.raises(SystemExit, match="no such file"):
+        script.main(["--split", str(tmp_path / "missing.csv"), "--data", str(data),
+                     "--out", str(out)])  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "fake-only", "split.csv",
+                                                           "tmp-fakes"]  # fmt: skip
