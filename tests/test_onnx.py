@@ -227,6 +227,42 @@ def test_decoding_threads_change_nothing_but_speed(tiny, photos, workers):
     assert got == expected
 
 
+def test_without_decoding_threads_a_batch_is_decoded_on_every_cpu_between_engine_calls(
+    tiny, photos, monkeypatch
+):
+    import threading
+    import time
+
+    from deepfake_detect.inference import engines
+
+    monkeypatch.setattr(engines, "cpu_count", lambda: 2)
+    detector = load_detector(tiny)
+    expected = [p.to_dict() for p in detector.iter_scores(photos, batch_size=3, workers=1)]
+    events, lock = [], threading.Lock()
+
+    def timed(kind, work):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return work(*args, **kwargs)
+            finally:
+                with lock:
+                    events.append((kind, start, time.perf_counter(), threading.get_ident()))
+
+        return run
+
+    monkeypatch.setattr(detector, "_safe_load", timed("decode", detector._safe_load))
+    monkeypatch.setattr(detector, "score_arrays", timed("score", detector.score_arrays))
+    got = [p.to_dict() for p in detector.iter_scores(photos, batch_size=3, workers=0)]
+    assert got == expected
+    decodes = [e for e in events if e[0] == "decode"]
+    scores = [e for e in events if e[0] == "score"]
+    assert len(decodes) == len(photos) and len(scores) == -(-len(photos) // 3)
+    assert all(d[3] != threading.get_ident() for d in decodes)  # the pool's threads
+    for _, start, end, _ in scores:  # the engine never runs while an image is decoded
+        assert all(d_end <= start or d_start >= end for _, d_start, d_end, _ in decodes)
+
+
 def run_cli(args, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["deepfake-detect", *map(str, args)])
     try:

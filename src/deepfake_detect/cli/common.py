@@ -89,7 +89,8 @@ WorkersOption = Annotated[
     int | None,
     typer.Option(
         metavar="N",
-        help="Threads decoding the next batch while one is scored (default: 0 on 2 CPUs, else 1).",
+        help="Threads decoding the next batch while one is scored; 0: each batch decoded on "
+        "every CPU between scoring calls (default: 0 on 2 CPUs, else 1).",
     ),
 ]
 QuietOption = Annotated[
