@@ -25,6 +25,7 @@ DATA=${DATA:-../shared/data}
 FAKE_ONLY=${FAKE_ONLY:-../shared/fake-only/diffusion-faces}
 PROBES=${PROBES:-../shared/probes/utkface-real}
 RUN=${RUN:-/work/exp/bundled-second-edition}
+FIRST_EDITION=255aebb  # the commit that shipped the first model (2026-11-26)
 # A run trained without diffusion faces has none held out: measure it on those of a diffusion
 # candidate's split (docs/experiments.md, fourth amendment), which it has never seen.
 DIFFUSION_SPLIT_FROM=${DIFFUSION_SPLIT_FROM:-$RUN}
@@ -51,10 +52,19 @@ deepfake-detect -q evaluate --model "$RUN" --data "$DATA" --split test --jpeg-qu
 deepfake-detect -q evaluate --model "$RUN" --data "$PROBES" --label real --output "$M/utkface"
 python scripts/diffusion_report.py --model "$RUN" --split-from "$DIFFUSION_SPLIT_FROM" --split test \
     --json "$M/diffusion-heldout.json"
-# "bundled" is still the first model here (the export below replaces it); its manifest's held-out
-# split is the one both editions hold out.
+# The everyday changes beside the first model (taken from git, where it shipped), on its
+# held-out split, which every edition holds out: the card's table stays comparable whatever
+# model is bundled when this runs.
+FIRST=${FIRST_MODEL:-${RUN%/}.first-model}
+if [ ! -f "$FIRST/config.json" ]; then
+    rm -rf "$FIRST.partial" && mkdir -p "$FIRST.partial"
+    for name in config.json model.safetensors split_manifest.csv; do
+        git show "$FIRST_EDITION:src/deepfake_detect/bundled/$name" > "$FIRST.partial/$name"
+    done
+    mv "$FIRST.partial" "$FIRST"
+fi
 [ -f "$M/everyday.json" ] || python scripts/everyday_changes.py --data "$DATA" --split test \
-    --model bundled --model "$RUN" --json "$M/everyday.json"
+    --manifest "$FIRST/split_manifest.csv" --model "$FIRST" --model "$RUN" --json "$M/everyday.json"
 CURVE=()
 [ -f docs/learning_curve.md ] && CURVE=(--learning-curve docs/learning_curve.md)
 python scripts/export_bundled_model.py "$RUN" "$DATA" --eval "$M/heldout" \
