@@ -21,7 +21,8 @@
 # faces), and writes to $OUT: results.tar.gz (run folders without weights), D's weights in
 # float32 (it may ship) and the curve's in float16 (their held-out split is scored here).
 # Runs still training at $DEADLINE seconds are stopped, so that the rest comes back in time.
-# ROUND=next trains the next round instead (below): D-L2, A, and A, L1, L2 with seed 1.
+# ROUND=next trains the next round instead (below): D-L2, E, E-L2, A, and A, L1, L2 with
+# seed 1; D-L2, E and E-L2 come back as float16 weights (re-scored on the CPU before any use).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?where results go}
@@ -66,7 +67,7 @@ run() {  # name, options...: train, then score on the validation split at once
     timeout 150 deepfake-detect -q evaluate --model "$dir" --data "$DATA/data" --split valid \
         --jpeg-quality 75 --engine torch --device "$DEVICE" --output "$dir/eval-valid-q75" \
         >> "$dir.log" 2>&1
-    case $name in A* | D* | L1* | L2*)
+    case $name in A* | D* | E* | L1* | L2*)
         timeout 150 python3 scripts/diffusion_report.py --model "$dir" --split-from "$SPLIT" \
             --split valid --engine torch --device "$DEVICE" --json "$dir/diffusion-valid.json" \
             > "$dir/diffusion-valid.md" 2>> "$dir.log"
@@ -93,8 +94,11 @@ if [ "${ROUND:-first}" = next ]; then
     # docs/experiments.md, "The next candidate": D's recipe on Lite2, judged against this
     # round's own A; and A, Lite1 and Lite2 once more with seed 1, to measure how far a run
     # moves by its seed alone (the backbones' differences were of that size).
-    run D-L2 --backbone tf_efficientnet_lite2 --augment robust \
-        --fake-only "$DATA/fake-only/diffusion-faces" --figure-history 0.25 &
+    # E (D's recipe with mirroring only, docs/experiments.md "Candidate E") on Lite0 and Lite2.
+    diffusion=(--fake-only "$DATA/fake-only/diffusion-faces" --figure-history 0.25)
+    run D-L2 --backbone tf_efficientnet_lite2 --augment robust "${diffusion[@]}" &
+    run E --backbone tf_efficientnet_lite0 --augment flip "${diffusion[@]}" &
+    run E-L2 --backbone tf_efficientnet_lite2 --augment flip "${diffusion[@]}" &
     run A "${robust[@]}" &
     for pair in "A-s1 tf_efficientnet_lite0" "L1-s1 tf_efficientnet_lite1" \
         "L2-s1 tf_efficientnet_lite2"; do
@@ -137,12 +141,7 @@ for run in sorted(runs.iterdir()):
         continue
     if run.name == "D":
         (out / "D.safetensors").write_bytes(weights.read_bytes())
-    elif run.name == "D-L2":  # float32 Lite2 is over a returned file's 16 MiB: two halves
-        data = weights.read_bytes()
-        half = len(data) // 2 + 1
-        for k in (0, 1):
-            (out / f"D-L2.safetensors.part{k + 1}").write_bytes(data[k * half:(k + 1) * half])
-    elif run.name.startswith("C-"):
+    elif run.name.startswith("C-") or run.name in ("D-L2", "E", "E-L2"):  # 8 files, 64 MiB back
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(weights).items()}
         save_file(tensors, out / f"{run.name}.fp16.safetensors")
 PY
