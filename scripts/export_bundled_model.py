@@ -193,8 +193,10 @@ def everyday_section(report: Path | None) -> str:
     figures = json.loads(report.read_text())
     split, images = figures.pop("split"), figures.pop("images")
     changes = list(next(iter(figures.values())))
-    # the first model was "bundled" when it was measured; the other is this model's run folder
-    figures = {("first model" if m == NAME else "this model"): f for m, f in figures.items()}
+    # everyday_changes.py keeps its --model order: the first model, then this model's run
+    if len(figures) != 2:
+        raise SystemExit(f"{report}: expected the first model and this one, got {list(figures)}")
+    figures = dict(zip(("first model", "this model"), figures.values(), strict=True))
     table = load_sibling("everyday_changes").format_table(figures, changes)
     return (
         f"What happens to every shared photo, applied to the first model's {split} split "
@@ -229,6 +231,15 @@ def generators_limit(trained_on_diffusion: bool) -> str:
     )
 
 
+
+def balance_words(t: dict) -> str:
+    """--balance-sources in words: with fake-only folders each class has half of every epoch,
+    shared among its sources (training/loop.py, class_balanced_weights)."""
+    if t.get("fake_only"):
+        return ", each class half of every epoch, shared equally among the sources that hold it"
+    return ", every source and class given an equal share of each epoch"
+
+
 def recipe(config) -> dict[str, str]:
     """The card's words for the training options that config.json records."""
     t = config.training
@@ -255,8 +266,7 @@ def recipe(config) -> dict[str, str]:
         "qualities": t["reencode"].partition(":")[2],
         "frozen_phase": f"{t['frozen_epochs']} epochs training the head on {cache}",
         "augmentation": f"{views}, with {augment}"
-        + (", every source and class given an equal share of each epoch"
-           if t.get("balance_sources") else ""),
+        + (balance_words(t) if t.get("balance_sources") else ""),
     }  # fmt: skip
 
 

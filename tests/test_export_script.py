@@ -140,7 +140,9 @@ def test_the_card_renders_every_section_from_a_run_and_its_reports(export, multi
                                                          **figures}))  # fmt: skip
     rates = {"detection_rate": 0.5, "detection_rate_interval": [0.1, 0.9],
              "false_alarm_rate": 0.25, "false_alarm_rate_interval": [0.05, 0.7]}  # fmt: skip
-    everyday = {"split": "test", "images": 8, "bundled": {"none": rates, "rotate-5": rates},
+    # as train_default_model.sh runs it: the first model's folder (from git), then the run
+    everyday = {"split": "test", "images": 8,
+                str(tmp_path / "first-model"): {"none": rates, "rotate-5": rates},
                 str(run): {"none": rates, "rotate-5": rates}}  # fmt: skip
     (tmp_path / "everyday.json").write_text(json.dumps(everyday))
     (tmp_path / "curve.md").write_text("| images | ROC-AUC |\n| --- | --- |\n| 861 | 0.95 |\n")
@@ -156,6 +158,7 @@ def test_the_card_renders_every_section_from_a_run_and_its_reports(export, multi
     assert "**5.0% [3.0, 7.0]** of 600 called fake" in card
     assert "| SDXL | 2 | 100.0%" in card and "| rotate-5 | 50.0% [10.0, 90.0]" in card
     assert "| change | first model: fakes caught |" in card and str(run) not in card
+    assert "| this model: fakes caught | this model: reals called fake |" in card
     assert "| model | `bundled` version" in card  # not the run folder's name
     assert "| 861 | 0.95 |" in card
     calibration = card.split("## Calibration")[1].split("##")[0]
