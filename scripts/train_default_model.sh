@@ -14,11 +14,12 @@
 # Then, once, for this model only: the held-out split at JPEG quality 75, real photos of other
 # people and cameras (../shared/probes/utkface-real, never a training source), the held-out
 # diffusion faces, and the everyday changes beside the first model.
-# The shipped model came from it on 2026-12-03 with RUN=<candidate A's finished run> (training
-# skipped; the same training command, scripts/train_candidate_robust.sh, has run twice from
-# scratch). On an idle 2-core CPU: about 1 h 50 min of training (channels-last), then about 20
-# minutes of measuring. On an NVIDIA H200 the training took about 5.5 minutes beside eight other
-# runs (scripts/gpu_round.sh, run "A").
+# The shipped model came from it on 2026-12-04 with RUN=<candidate E's finished run> (training
+# skipped; that run is scripts/train_candidate_diffusion_flip.sh, whose command this one repeats
+# with the shipped split manifest, which holds E's split). On a 2-core CPU: about 1 h 45 min of
+# training (channels-last; E's run took 1 h 44 min, a CI run beside it for a while), then about
+# 15 minutes of measuring. E's recipe has not run on a GPU yet (the next GPU round trains it);
+# the second edition's first release (candidate A) took about 5.5 minutes on an NVIDIA H200.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -29,11 +30,12 @@ FIRST_EDITION=255aebb  # the commit that shipped the first model (2026-11-26)
 # A run trained without diffusion faces has none held out: measure it on those of a diffusion
 # candidate's split (docs/experiments.md, fourth amendment), which it has never seen.
 DIFFUSION_SPLIT_FROM=${DIFFUSION_SPLIT_FROM:-$RUN}
-# The changes to the first recipe that the rule keeps (docs/experiments.md, "Candidate A" and
-# its judgement): the robust augmentation of everyday changes. The diffusion faces (candidate B:
-# --fake-only "$FAKE_ONLY" --figure-history 0.25 on top) were not kept: they raised false alarms
-# on headshots-sg2's real photos beyond the paired interval.
-RECIPE_CHANGES=(--augment robust)
+# The changes to the first recipe that the rule keeps (docs/experiments.md, "Candidate E" and
+# its judgement): the diffusion faces of ../shared/fake-only, their processing history given to
+# a quarter of the images of both classes, the sampler giving each class half of every epoch.
+# The augmentation stays the first recipe's mirroring: the robust augmentation (candidate A,
+# the second edition's first release) made the model call 22.5% of UTKFace's real photos fake.
+RECIPE_CHANGES=(--fake-only "$FAKE_ONLY" --figure-history 0.25 --augment flip)
 if [ ! -f "$RUN/config.json" ]; then
     RESUME=()
     [ -f "$RUN/options.json" ] && RESUME=(--resume)

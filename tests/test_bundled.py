@@ -28,14 +28,17 @@ needs_shared = pytest.mark.skipif(
 )
 # The second edition's targets are accuracy >= 0.96 and ROC-AUC >= 0.99 per source (0.995 on
 # headshots-sg2); the shipped model does not reach all of them (MODEL_CARD.md, held-out at JPEG
-# 75: faces140k-extra 0.939 / 0.984, faces140k-sample 0.961 / 0.991, headshots-sg2 0.950 /
-# 0.988). These floors sit one to three points under what it measured, so that any
+# 75: faces140k-extra 0.955 / 0.992, faces140k-sample 0.965 / 0.996, headshots-sg2 0.957 /
+# 0.992). These floors sit one to three points under what it measured, so that any
 # regression of the bundled model fails here; raise them with the model.
 FLOORS = {
-    "faces140k-extra": (0.92, 0.975),
-    "faces140k-sample": (0.93, 0.975),
-    "headshots-sg2": (0.93, 0.975),
+    "faces140k-extra": (0.935, 0.982),
+    "faces140k-sample": (0.94, 0.982),
+    "headshots-sg2": (0.935, 0.982),
 }
+# Fake-only sources held out (../shared/fake-only, named from the data root): the share caught
+# at the shipped threshold. The model caught all 210 held-out diffusion faces as they are.
+CAUGHT_FLOORS = {"diffusion-faces": 0.95}
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +132,10 @@ def test_heldout_accuracy_and_auc_per_source_at_jpeg_75(detector, heldout):
     labels = np.array([r.label for r, _ in heldout])
     sources = np.array([r.source for r, _ in heldout])
     scores = scores_of(detector, [jpeg(image, 75) for _, image in heldout])
-    assert set(sources) == set(FLOORS)
+    assert set(sources) == set(FLOORS) | set(CAUGHT_FLOORS)
+    for source, min_caught in CAUGHT_FLOORS.items():
+        caught = np.mean(scores[sources == source] >= detector.threshold)
+        assert caught >= min_caught, (source, caught)
     for source, (min_accuracy, min_auc) in FLOORS.items():
         mask = sources == source
         accuracy = np.mean((scores[mask] >= detector.threshold) == labels[mask])
