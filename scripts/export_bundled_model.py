@@ -231,7 +231,6 @@ def generators_limit(trained_on_diffusion: bool) -> str:
     )
 
 
-
 def balance_words(t: dict) -> str:
     """--balance-sources in words: with fake-only folders each class has half of every epoch,
     shared among its sources (training/loop.py, class_balanced_weights)."""
