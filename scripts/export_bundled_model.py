@@ -249,6 +249,8 @@ def recipe(config) -> dict[str, str]:
     augment = {
         "paper": "the paper's augmentation (rotation up to 10 degrees, shifts up to 10%)",
         "flip": "random left-right mirroring (no resampling)",
+        "crop": "random left-right mirroring and, for half of the images, a crop keeping "
+        "50-100% of the area resized back to the input (`--augment crop`)",
         "robust": "what shared photos go through (`--augment robust`): random mirroring, and "
         "for a share of the images each, a rotation of up to 5 degrees (30%), a crop keeping "
         "64-100% of the area (30%), a resize down to 40-100% and back (30%), a Gaussian blur of "

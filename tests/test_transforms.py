@@ -137,6 +137,21 @@ def test_robust_augmentation_is_seeded_and_changes_images_as_sharing_does():
                      "RandomBlur", "RandomJPEG"]  # fmt: skip
 
 
+def test_crop_augmentation_crops_half_of_the_images_and_keeps_their_size():
+    from deepfake_detect.data.transforms import crop_steps
+
+    transform = build_train_transform(CONFIG, "crop")
+    image = Image.fromarray(np.random.default_rng(5).integers(0, 256, (48, 40, 3), np.uint8))
+    outputs = [transform(image, sample_rng(0, 2, i)) for i in range(200)]
+    assert all(o.shape == (3, 32, 32) for o in outputs)
+    assert np.array_equal(outputs[7], transform(image, sample_rng(0, 2, 7)))
+    plain = EvalTransform(CONFIG)(image)
+    cropped = [not np.allclose(o, plain) and not np.allclose(o, plain[:, :, ::-1]) for o in outputs]
+    assert 0.35 < np.mean(cropped) < 0.65  # half of the images, give or take the draw
+    names = [type(getattr(s, "step", s)).__name__ for s in crop_steps()]
+    assert names == ["RandomFlip", "RandomCropResize"]
+
+
 def test_figure_history_ends_at_384_px_as_the_diffusion_faces_do():
     from deepfake_detect.data.transforms import FigureHistory, RandomApply
 

@@ -55,8 +55,9 @@ BalanceSourcesOption = Annotated[
 AugmentOption = Annotated[
         str,
         typer.Option(
-            help="paper (rotate 10°, shift 10%), flip (mirror only), robust (what a shared "
-            "photo goes through: mirror, rotation, crop, resize, blur, JPEG 30-95) or none."
+            help="paper (rotate 10°, shift 10%), flip (mirror only), crop (mirror, and half "
+            "of the images cropped to 50-100% of their area), robust (what a shared photo goes "
+            "through: mirror, rotation, crop, resize, blur, JPEG 30-95) or none."
         ),
     ]
 
