@@ -295,6 +295,18 @@ def test_exif_orientation_is_applied() -> None:
     assert_close(pixel(image, (5, 16)), BLUE, tolerance=8)
 
 
+def test_an_opened_sideways_image_is_oriented_in_the_copy_only() -> None:
+    # load_image turns the files it opens in place; a caller's image keeps its pixels and tag.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    with Image.open(io.BytesIO(encode(noisy_rgb(20, 10), "JPEG", exif=exif.tobytes()))) as opened:
+        before = np.asarray(opened).copy()
+        image = load_image(opened)
+        assert image.size == (10, 20)
+        assert opened.size == (20, 10) and np.array_equal(np.asarray(opened), before)
+        assert opened.getexif().get(0x0112) == 6
+
+
 def test_gif_first_frame_only(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (6, 6), colour) for colour in (RED, BLUE, COLOUR)]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
