@@ -33,8 +33,9 @@ NAME = "bundled"  # what the shipped model is called, whatever its run folder wa
 
 
 def interval(metrics: dict, key: str) -> str:
-    low, high = metrics["intervals"][key] or (None, None)
-    value = metrics["accuracy" if key == "accuracy" else "roc_auc"]
+    """A figure with its bootstrap interval (metrics of an older evaluate may lack one)."""
+    low, high = metrics["intervals"].get(key) or (None, None)
+    value = metrics[key]
     return f"{value:.4f} [{low:.4f}, {high:.4f}]" if low is not None else f"{value:.4f}"
 
 
@@ -127,8 +128,8 @@ def calibration_rows(heldout: dict, scores: dict[str, tuple[str, int, float]]) -
                   if name == "all" or source == name]  # fmt: skip
         labels, values = np.array(picked).T if picked else (np.array([]), np.array([]))
         best = f"{best_accuracy(labels, values):.4f}" if picked else "n/a"
-        lines.append(f"| {name} | {m['ece']:.4f} | {m['brier']:.4f} | {m['accuracy']:.4f} | "
-                     f"{best} |")  # fmt: skip
+        lines.append(f"| {name} | {interval(m, 'ece')} | {interval(m, 'brier')} | "
+                     f"{m['accuracy']:.4f} | {best} |")  # fmt: skip
     return "\n".join(lines)
 
 

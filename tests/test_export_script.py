@@ -163,7 +163,9 @@ def test_the_card_renders_every_section_from_a_run_and_its_reports(export, multi
     assert "| 861 | 0.95 |" in card
     calibration = card.split("## Calibration")[1].split("##")[0]
     held = json.loads((tmp_path / "heldout" / "metrics.json").read_text())
-    assert f"| all | {held['ece']:.4f} | {held['brier']:.4f} | {held['accuracy']:.4f} |" in (
-        calibration
-    )
+    (ece_low, ece_high), (brier_low, brier_high) = (held["intervals"][k] for k in ("ece", "brier"))
+    assert (
+        f"| all | {held['ece']:.4f} [{ece_low:.4f}, {ece_high:.4f}] | "
+        f"{held['brier']:.4f} [{brier_low:.4f}, {brier_high:.4f}] | {held['accuracy']:.4f} |"
+    ) in calibration
     assert np.isfinite(held["ece"])

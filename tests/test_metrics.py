@@ -13,10 +13,12 @@ from deepfake_detect.evaluation.metrics import (
     CLASS_NAMES,
     binary_cross_entropy,
     bootstrap_intervals,
+    brier_score,
     choose_threshold,
     classification_report_text,
     compute_metrics,
     equal_error_rate,
+    expected_calibration_error,
     format_summary_table,
     tpr_at_fpr,
 )
@@ -81,7 +83,10 @@ def test_asymmetric_case_by_hand():
     assert (fake["precision"], fake["recall"], fake["f1"]) == pytest.approx((0.5,) * 3)
     assert (real["support"], fake["support"]) == (3, 2)
     assert m["macro"] == pytest.approx({"precision": 7 / 12, "recall": 7 / 12, "f1": 7 / 12})
-    assert m["intervals"] == {"accuracy": None, "roc_auc": None, "level": 0.95, "n_resamples": 0}
+    assert m["intervals"] == {
+        "accuracy": None, "roc_auc": None, "ece": None, "brier": None,
+        "level": 0.95, "n_resamples": 0,
+    }  # fmt: skip
 
 
 def test_threshold_is_inclusive():
@@ -216,7 +221,7 @@ def _noisy_data(n=400, seed=3):
 def test_bootstrap_contains_point_estimates():
     labels, scores = _noisy_data()
     m = compute_metrics(labels, scores, 0.5, n_bootstrap=500, seed=1)
-    for key in ("accuracy", "roc_auc"):
+    for key in ("accuracy", "roc_auc", "ece", "brier"):
         lo, hi = m["intervals"][key]
         assert lo <= m[key] <= hi
         assert 0.0 <= lo < hi <= 1.0
@@ -245,6 +250,19 @@ def test_bootstrap_auc_matches_sklearn_resamples():
     expected = np.percentile(aucs, [2.5, 97.5])
     got = bootstrap_intervals(labels, scores, 0.5, n_resamples=n_resamples, seed=0)
     assert got["roc_auc"] == pytest.approx(list(expected))
+
+
+def test_bootstrap_calibration_intervals_match_recomputed_resamples():
+    labels, scores = _noisy_data(n=80)
+    scores[:32] = np.linspace(0.0, 1.0, 16).repeat(2)  # on every bin edge, 0 and 1 included
+    n_resamples = 150
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, labels.size, size=(n_resamples, labels.size))
+    eces = [expected_calibration_error(labels[i], scores[i]) for i in idx]
+    briers = [brier_score(labels[i], scores[i]) for i in idx]
+    got = bootstrap_intervals(labels, scores, 0.5, n_resamples=n_resamples, seed=0)
+    assert got["ece"] == pytest.approx(list(np.percentile(eces, [2.5, 97.5])))
+    assert got["brier"] == pytest.approx(list(np.percentile(briers, [2.5, 97.5])))
 
 
 def test_bootstrap_skips_resamples_without_both_classes():

@@ -30,6 +30,9 @@ CLASS_NAMES = ("real", "fake")
 # 1000 x 20,000 index matrix (160 MB) at once.
 _BOOTSTRAP_BLOCK = 64
 
+# The figures bootstrap_intervals gives an interval for, in the order tables show them.
+_INTERVAL_NAMES = ("accuracy", "roc_auc", "ece", "brier")
+
 # Balanced accuracies closer than this are treated as equal when choosing a threshold, so
 # that rounding noise does not decide between thresholds that are equally good.
 _TIE_TOLERANCE = 1e-12
@@ -266,17 +269,22 @@ def tpr_at_fpr(labels, scores, fpr: float = 0.01) -> float | None:
 
 
 def _bootstrap_block(
-    keys: np.ndarray, correct: np.ndarray, n_groups: int, rng: np.random.Generator, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and AUC (NaN where a class is absent) for ``size`` resamples.
+    keys: np.ndarray,
+    per_image: dict[str, np.ndarray],
+    n_groups: int,
+    rng: np.random.Generator,
+    size: int,
+) -> dict[str, np.ndarray]:
+    """Accuracy, AUC (NaN where a class is absent), ECE and Brier score of ``size`` resamples.
 
     Each image has a key ``2 * rank_of_its_score + label``. Counting keys per resample gives,
     for every distinct score, how many reals and fakes were drawn; AUC then follows from
     cumulative sums (Mann-Whitney with ties counted half) without sorting each resample.
+    ECE sums, per bin of P(fake), |fakes drawn - sum of their scores| over the resample (a
+    bin's count times its gap), from per-bin sums of the same kind.
     """
     n = keys.size
     idx = rng.integers(0, n, size=(size, n))
-    accuracy = correct[idx].mean(axis=1)
     offsets = (np.arange(size) * 2 * n_groups)[:, None]
     counts = np.bincount((keys[idx] + offsets).ravel(), minlength=size * 2 * n_groups)
     counts = counts.reshape(size, n_groups, 2).astype(np.float64)
@@ -286,7 +294,16 @@ def _bootstrap_block(
     pairs = real.sum(axis=1) * fake.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1.0), np.nan)
-    return accuracy, auc
+    cells = (per_image["bin"][idx] + (np.arange(size) * CALIBRATION_BINS)[:, None]).ravel()
+    length = size * CALIBRATION_BINS
+    gap = np.bincount(cells, weights=per_image["gap"][idx].ravel(), minlength=length)
+    ece = np.abs(gap.reshape(size, CALIBRATION_BINS)).sum(axis=1) / n
+    return {
+        "accuracy": per_image["correct"][idx].mean(axis=1),
+        "roc_auc": auc,
+        "ece": ece,
+        "brier": per_image["squared_error"][idx].mean(axis=1),
+    }
 
 
 def _percentile_interval(values: np.ndarray, level: float) -> list[float] | None:
@@ -307,11 +324,15 @@ def bootstrap_intervals(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict:
-    """Percentile-bootstrap confidence intervals for accuracy and ROC-AUC.
+    """Percentile-bootstrap confidence intervals for accuracy, ROC-AUC, ECE and Brier score.
 
     Images are resampled with replacement. Resamples that lack one class are skipped for AUC
-    only; if none has both classes the AUC interval is None. Deterministic for a given seed.
-    Returns ``{"accuracy": [lo, hi], "roc_auc": [lo, hi] | None}``.
+    only; if none has both classes the AUC interval is None. ECE's bins are those of
+    :func:`expected_calibration_error`; on a small set a resample's ECE tends to exceed the
+    whole set's (sparse bins gap more), so its interval may sit above the point: read its
+    upper end as how bad calibration may be. Deterministic for a given seed.
+    Returns ``{"accuracy": [lo, hi], "roc_auc": [lo, hi] | None, "ece": [lo, hi],
+    "brier": [lo, hi]}``.
     """
     y, s = _validate(labels, scores)
     t = _check_threshold(threshold)
@@ -321,17 +342,21 @@ def bootstrap_intervals(
         raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
     unique, rank = np.unique(s, return_inverse=True)
     keys = 2 * rank.ravel() + y
-    correct = ((s >= t).astype(np.int64) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    per_image = {
+        "correct": ((s >= t).astype(np.int64) == y).astype(np.float64),
+        "squared_error": (s - y) ** 2,
+        "bin": np.clip(np.searchsorted(edges, s, side="right") - 1, 0, CALIBRATION_BINS - 1),
+        "gap": y - s,
+    }
     rng = np.random.default_rng(seed)
-    accuracies, aucs = [], []
+    blocks = []
     for start in range(0, int(n_resamples), _BOOTSTRAP_BLOCK):
         size = min(_BOOTSTRAP_BLOCK, int(n_resamples) - start)
-        acc, auc = _bootstrap_block(keys, correct, unique.size, rng, size)
-        accuracies.append(acc)
-        aucs.append(auc)
+        blocks.append(_bootstrap_block(keys, per_image, unique.size, rng, size))
     return {
-        "accuracy": _percentile_interval(np.concatenate(accuracies), level),
-        "roc_auc": _percentile_interval(np.concatenate(aucs), level),
+        name: _percentile_interval(np.concatenate([b[name] for b in blocks]), level)
+        for name in _INTERVAL_NAMES
     }
 
 
@@ -393,7 +418,7 @@ def compute_metrics(
     if n_bootstrap > 0:
         intervals = bootstrap_intervals(y, s, t, n_resamples=n_bootstrap, seed=seed, level=level)
     else:
-        intervals = {"accuracy": None, "roc_auc": None}
+        intervals = dict.fromkeys(_INTERVAL_NAMES)
     return {
         "n_images": int(y.size),
         "n_real": int((y == 0).sum()),
@@ -441,7 +466,7 @@ def format_summary_table(metrics: dict) -> str:
     level = intervals.get("level")
     ci = (
         f" ({level:.0%} CI)"
-        if level and (intervals.get("accuracy") or intervals.get("roc_auc"))
+        if level and any(intervals.get(name) for name in _INTERVAL_NAMES)
         else ""
     )
     rows = [
@@ -460,9 +485,9 @@ def format_summary_table(metrics: dict) -> str:
         ("EER", _fmt(metrics.get("eer"))),
         ("TPR @ 1% FPR", _fmt(metrics.get("tpr_at_1pct_fpr"))),
         ("loss (BCE)", _fmt(metrics.get("loss"))),
-        (f"ECE ({metrics.get('calibration_bins', CALIBRATION_BINS)} bins)",
-         _fmt(metrics.get("ece"))),
-        ("Brier score", _fmt(metrics.get("brier"))),
+        (f"ECE ({metrics.get('calibration_bins', CALIBRATION_BINS)} bins)" + ci,
+         _fmt_with_interval(metrics.get("ece"), intervals.get("ece"))),
+        ("Brier score" + ci, _fmt_with_interval(metrics.get("brier"), intervals.get("brier"))),
     ]  # fmt: skip
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
