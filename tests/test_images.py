@@ -307,6 +307,34 @@ def test_an_opened_sideways_image_is_oriented_in_the_copy_only() -> None:
         assert opened.getexif().get(0x0112) == 6
 
 
+@pytest.mark.parametrize(
+    ("mode", "params"),
+    [
+        ("RGB", {"subsampling": "4:4:4"}),
+        ("RGB", {"subsampling": "4:2:2"}),
+        ("RGB", {"subsampling": "4:2:0", "quality": 60}),
+        ("RGB", {"progressive": True}),
+        ("L", {}),
+        ("CMYK", {}),
+    ],
+)
+def test_jpeg_pixels_are_pillows_whichever_decoder_reads_them(
+    mode: str, params: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Plain colour and grey files are decoded whole by libjpeg-turbo through simplejpeg; the
+    # rest by Pillow, whose pixels are the reference. Odd sizes test the chroma edges.
+    data = encode(noisy_rgb(37, 23).convert(mode), "JPEG", **params)
+    careful = []
+    monkeypatch.setattr(images, "check_jpeg_complete", lambda *a: careful.append(a))
+
+    image = load_image(data)
+
+    with Image.open(io.BytesIO(data)) as reference:
+        expected = np.asarray(reference.convert("RGB"))
+    assert image.mode == "RGB" and np.array_equal(np.asarray(image), expected)
+    assert bool(careful) == (mode == "CMYK")
+
+
 def test_gif_first_frame_only(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (6, 6), colour) for colour in (RED, BLUE, COLOUR)]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
