@@ -157,13 +157,15 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
         (["evaluate", "--data", ".", "--output", "o", "--label", "both"], "--label must be"),
         (["train", "--data", ".", "--output", "o", "--figure-history", "2"], "--figure-history"),
         (["train", "--data", ".", "--output", "o", "--fake-only", "/nonexistent"], "/nonexistent"),
+        (["predict", "x.jpg", "--workers", "-1"], "--workers must be 0 or more, got -1"),
+        (["predict", "x.jpg", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
     ],
 )
 def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("deepfake_detect.inference.detector.BUNDLED_DIR", tmp_path / "no-bundle")
-    code, _, err = run_cli(args, capsys, monkeypatch)
-    assert code == 2
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and out == ""  # refused before a table header or a row is written
     assert message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists() and not (tmp_path / "out.txt").exists()

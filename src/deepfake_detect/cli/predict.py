@@ -84,7 +84,7 @@ def predict(
     from deepfake_detect.distributed import map_across_ranks
     from deepfake_detect.files import check_output_path
     from deepfake_detect.inference import load_detector, scan_inputs
-    from deepfake_detect.inference.detector import check_faces_mode
+    from deepfake_detect.inference.detector import check_batching, check_faces_mode
     from deepfake_detect.models.config import check_threshold
     from deepfake_detect.progress import progress_bar
 
@@ -92,6 +92,7 @@ def predict(
     world, device = join_world(device)
     check_faces_mode(faces)
     check_frame_count(frames)
+    check_batching(batch_size, workers)
     kind = prediction_format(output, output_format)
     if output is not None and str(output) != STDOUT and world.main:
         check_output_path(output)

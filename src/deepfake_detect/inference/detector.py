@@ -319,10 +319,7 @@ class Detector:
         """Predictions in input order, as each batch is scored. With `workers` >= 1, decoding
         the next batch in that many threads overlaps scoring this one; with 0, each batch is
         decoded on every CPU between the engine's calls, so that the two never contend."""
-        if batch_size < 1:
-            raise ValueError("batch size must be at least 1")
-        if workers is not None and workers < 0:
-            raise ValueError(f"--workers must be 0 or more, got {workers}")
+        check_batching(batch_size, workers)
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         workers = default_workers() if workers is None else workers
         if _is_single(inputs):
@@ -367,6 +364,15 @@ class Detector:
                 yield Prediction(name, None, None, x)
                 continue
             yield x.prediction(name, scores, threshold)
+
+
+def check_batching(batch_size: int, workers: int | None) -> None:
+    """Refuse a batch size or decoding thread count that `iter_scores` cannot use (commands
+    call it before they write anything)."""
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise ValueError(f"--workers must be 0 or more, got {workers}")
 
 
 def _label(score: float, threshold: float) -> str:
