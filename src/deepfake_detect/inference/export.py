@@ -111,8 +111,20 @@ def trace_to_onnx(net, image_size: int, path: Path) -> None:
         program.save(str(path), external_data=False)
 
 
-def quantize_int8(fp32: Path, output: Path, batch: np.ndarray) -> None:
-    """Static int8 quantisation (QDQ, weights per channel), activations calibrated on `batch`."""
+def quantize_int8(
+    fp32: Path,
+    output: Path,
+    batch: np.ndarray,
+    *,
+    keep_fp32: Sequence[str] = (),
+    ranges: Path | None = None,
+) -> None:
+    """Static int8 quantisation (QDQ, weights per channel), activations calibrated on `batch`.
+
+    The dense head stays fp32, and so do the nodes named in `keep_fp32` (names of the graph
+    after ONNX Runtime's pre-processing). `ranges`: a JSON file of the calibrated activation
+    ranges, written on first use and read after, so that variants share the very same ranges.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -136,7 +148,9 @@ def quantize_int8(fp32: Path, output: Path, batch: np.ndarray) -> None:
     quantize_static(
         str(prepared), str(output), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=head_nodes(prepared),
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=[*head_nodes(prepared), *keep_fp32],
+        calibration_cache_path=None if ranges is None else str(ranges),
     )  # fmt: skip
 
 
