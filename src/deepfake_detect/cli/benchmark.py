@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deepfake_detect.cli.common import ModelOption, QuietOption, say, setup
+from deepfake_detect.cli.common import ModelOption, QuietOption, say, setup, tune_malloc
 
 
 def benchmark(
@@ -34,6 +34,7 @@ def benchmark(
     figure comes from this one run: read the ratios, which hold on a busy machine too."""
     from deepfake_detect.inference.benchmark import format_benchmark, run_benchmark
 
+    tune_malloc()  # its pipeline runs in this process: allocate as predict does
     setup(quiet)
     counts = parse_counts(memory_files)
     if seconds <= 0 or batch_size < 1:

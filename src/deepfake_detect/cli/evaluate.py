@@ -20,6 +20,7 @@ from deepfake_detect.cli.common import (
     join_world,
     setup,
     show_progress,
+    tune_malloc,
 )
 
 
@@ -74,6 +75,7 @@ def evaluate(
     from deepfake_detect.inference import load_detector
     from deepfake_detect.inference.detector import check_faces_mode
 
+    tune_malloc()  # before any decoding or ONNX Runtime thread allocates
     quiet = setup(quiet, max_pixels)
     world, device = join_world(device)
     class_label = checked_options(split, label, change, jpeg_quality)

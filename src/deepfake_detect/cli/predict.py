@@ -21,6 +21,7 @@ from deepfake_detect.cli.common import (
     say,
     setup,
     show_progress,
+    tune_malloc,
 )
 from deepfake_detect.cli.outputs import STDOUT, prediction_writer
 from deepfake_detect.data.video import DEFAULT_FRAMES
@@ -88,6 +89,7 @@ def predict(
     from deepfake_detect.models.config import check_threshold
     from deepfake_detect.progress import progress_bar
 
+    tune_malloc()  # before any decoding or ONNX Runtime thread allocates
     quiet = setup(quiet, max_pixels)
     world, device = join_world(device)
     check_faces_mode(faces)
