@@ -14,7 +14,13 @@ pipeline (`Detector.iter_scores` over the files, decoded between the engine's ca
 thread beside it) and then the model alone on one batch, and prints their ratio: the figure a
 busy CPU's noise touches least. Settings: tuned, one arena alone, glibc's own.
 
-    python scripts/malloc_tuning.py --images ../shared/data/faces140k-sample [--measure memory]
+`--measure serve` starts `deepfake-detect serve` (one worker, the bundled model) tuned and
+with MALLOC_ARENA_MAX=64 in turn, sends it 5,000 images from 8 clients, and prints the
+server's resident size after 500, 2,000 and 5,000 requests, its peak, and the seconds each
+stretch took.
+
+    python scripts/malloc_tuning.py --images ../shared/data/faces140k-sample \
+        [--measure memory|pipeline|serve] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from pathlib import Path
 
 from deepfake_detect.inference.benchmark import peak_memory_mb
 
-MEMORY_SETTINGS = {"tuned (default)": None, "glibc's own (MALLOC_ARENA_MAX=64)": "64"}
+SETTINGS = {"tuned (default)": None, "glibc's own (MALLOC_ARENA_MAX=64)": "64"}
 
 PIPELINE = """
 import ctypes, json, sys, time
@@ -69,7 +75,7 @@ def measure_memory(files: list[Path], counts: list[int], repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for repeat in range(repeats):
-            for name, value in MEMORY_SETTINGS.items():
+            for name, value in SETTINGS.items():
                 os.environ.pop("MALLOC_ARENA_MAX", None)
                 if value is not None:
                     os.environ["MALLOC_ARENA_MAX"] = value
@@ -97,10 +103,76 @@ def measure_pipeline(folder: Path, repeats: int) -> None:
             print(result.stdout.strip(), flush=True)
 
 
+
+
+def resident_mb(pid: int) -> dict[str, float]:
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+
+def measure_serve(files: list[Path], repeats: int, port: int = 8765, clients: int = 8) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    images = [path.read_bytes() for path in files]
+    base = f"http://127.0.0.1:{port}"
+
+    def client(chunk: list[bytes]) -> None:
+        with httpx.Client(timeout=120) as session:
+            for data in chunk:
+                answer = session.post(f"{base}/v1/predict", files=[("file", ("a.jpg", data))])
+                answer.raise_for_status()
+
+    def send(count: int) -> None:
+        items = [images[i % len(images)] for i in range(count)]
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, [items[i::clients] for i in range(clients)]))
+
+    plain = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUN"))}
+    for repeat in range(repeats):
+        for setting, value in SETTINGS.items():
+            env = plain if value is None else {**plain, "MALLOC_ARENA_MAX": value}
+            command = [sys.executable, "-m", "deepfake_detect.cli", "serve", "--port", str(port)]
+            server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)  # fmt: skip
+            try:
+                wait_ready(f"{base}/readyz", server)
+                row, sent = {"malloc": setting, "repeat": repeat}, 0
+                for total in (500, 2000, 5000):
+                    start = time.perf_counter()
+                    send(total - sent)
+                    sent = total
+                    row[f"seconds_to_{total}"] = round(time.perf_counter() - start, 1)
+                    row[f"rss_mb_{total}"] = round(resident_mb(server.pid)["VmRSS"], 1)
+                row["peak_mb"] = round(resident_mb(server.pid)["VmHWM"], 1)
+            finally:
+                server.terminate()
+                server.wait()
+            print(json.dumps(row), flush=True)
+
+
+def wait_ready(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"the server exited with status {server.returncode}")
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"the server was not ready within {seconds:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=Path, required=True, help="folder of JPEG files")
-    parser.add_argument("--measure", choices=("memory", "pipeline"), default="memory")
+    parser.add_argument("--measure", choices=("memory", "pipeline", "serve"), default="memory")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--files", default="1000,10000", help="the two file counts (memory)")
     args = parser.parse_args()
@@ -114,8 +186,10 @@ def main() -> None:
         if len(counts) != 2 or min(counts) < 1:
             parser.error(f"--files takes two positive counts, got {args.files}")
         measure_memory(files, counts, args.repeats)
-    else:
+    elif args.measure == "pipeline":
         measure_pipeline(args.images, args.repeats)
+    else:
+        measure_serve(files, args.repeats)
 
 
 if __name__ == "__main__":

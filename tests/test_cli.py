@@ -12,6 +12,7 @@ import pytest
 from conftest import synthetic_image
 
 from deepfake_detect.cli import main
+from deepfake_detect.cli.common import MALLOC_ENVIRONMENT, MALLOC_VARIABLES
 
 KAGGLE_HEADER = ",original_path,id,label,label_str,path"
 
@@ -459,16 +460,16 @@ libc.malloc_stats()  # one "Arena N:" block per arena, on stderr
     ("how", "environment", "answer", "tuned"),
     [("tuned", {}, "True", True), ("left", {}, "left", False),
      ("tuned", {"MALLOC_ARENA_MAX": "4"}, "False", False),
-     ("tuned", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, "False", False)],
+     ("tuned", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, "False", False),
+     ("left", MALLOC_ENVIRONMENT, "left", True)],  # serve's worker processes
 )  # fmt: skip
 def test_scoring_commands_tune_malloc(how, environment, answer, tuned):
     """Tuned: one arena for every thread, and an image's arrays reuse the last one's memory
     instead of faulting in fresh pages (about 350 faults per 256 px image with glibc's
-    adaptive thresholds, a handful tuned). A user's malloc variable leaves glibc alone."""
+    adaptive thresholds, a handful tuned), by mallopt or by the environment that `serve`
+    passes to its workers. A user's malloc variable leaves glibc alone."""
     import os
     import subprocess
-
-    from deepfake_detect.cli.common import MALLOC_VARIABLES
 
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_VARIABLES} | environment
     result = subprocess.run(
@@ -495,3 +496,21 @@ def test_predict_and_evaluate_tune_malloc(
     report = ["--data", str(kaggle_root), "--output", str(tmp_path / "report")]
     assert run_cli(["-q", "evaluate", *model, *report], capsys, monkeypatch)[0] == 0
     assert calls == ["predict", "evaluate"]
+
+
+def test_serve_tunes_malloc_for_itself_and_its_workers(kaggle_run, capsys, monkeypatch):
+    import os
+
+    import uvicorn
+
+    from deepfake_detect.serving.settings import SETTINGS_ENV
+
+    for name in (*MALLOC_ENVIRONMENT, SETTINGS_ENV):  # serve sets them; teardown removes them
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    seen = {}
+    monkeypatch.setattr("deepfake_detect.cli.serve.tune_malloc", lambda: True)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: seen.update(os.environ))
+    args = ["serve", "--model", str(kaggle_run), "--workers", "2"]
+    assert run_cli(args, capsys, monkeypatch)[0] == 0
+    assert {name: seen.get(name) for name in MALLOC_ENVIRONMENT} == MALLOC_ENVIRONMENT

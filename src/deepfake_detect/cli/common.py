@@ -34,11 +34,16 @@ def setup(quiet: bool, max_pixels: int | None = None) -> bool:
     return quiet
 
 
-# glibc's mallopt parameters (<malloc.h>) and the values the scoring commands set
+# glibc's mallopt parameters (<malloc.h>), the values the scoring commands set, and the
+# environment variables that set the same at a process's start (for server worker processes)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
-SCORING_MALLOC = ((M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 128 << 20))
-MALLOC_VARIABLES = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
-                    "GLIBC_TUNABLES")  # fmt: skip
+SCORING_MALLOC = {
+    M_ARENA_MAX: ("MALLOC_ARENA_MAX", 1),
+    M_MMAP_THRESHOLD: ("MALLOC_MMAP_THRESHOLD_", 32 << 20),
+    M_TRIM_THRESHOLD: ("MALLOC_TRIM_THRESHOLD_", 128 << 20),
+}
+MALLOC_ENVIRONMENT = {name: str(value) for name, value in SCORING_MALLOC.values()}
+MALLOC_VARIABLES = (*MALLOC_ENVIRONMENT, "GLIBC_TUNABLES")
 
 
 def tune_malloc() -> bool:
@@ -64,7 +69,7 @@ def tune_malloc() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return all([mallopt(parameter, value) == 1 for parameter, value in SCORING_MALLOC])
+    return all([mallopt(key, value) == 1 for key, (_, value) in SCORING_MALLOC.items()])
 
 
 def glibc() -> bool:

@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 
 from deepfake_detect.cli.common import (
+    MALLOC_ENVIRONMENT,
     DeviceOption,
     EngineOption,
     MaxPixelsOption,
     ModelOption,
     PrecisionOption,
+    tune_malloc,
 )
 
 SERVE_HINT = "the service needs the serve extra: pip install 'deepfake-detect[serve]'"
@@ -71,6 +73,8 @@ def serve(
         batch_wait_ms=batch_wait_ms, max_pending=max_pending, max_pixels=max_pixels,
         max_video_bytes=int(max_video_mb * 2**20), max_video_seconds=max_video_seconds,
     )  # fmt: skip
+    if tune_malloc():  # this process; glibc reads the same from the environment in workers
+        os.environ.update(MALLOC_ENVIRONMENT)
     _check_model(settings)
     os.environ[SETTINGS_ENV] = settings.to_env()  # read by each worker process
     uvicorn.run(
