@@ -11,8 +11,9 @@ resident size (VmHWM) of each run, its images/s (the whole process, start includ
 
 `--measure pipeline` runs, in one new process per setting and repeat (interleaved), the whole
 pipeline (`Detector.iter_scores` over the files, decoded between the engine's calls and in a
-thread beside it) and then the model alone on one batch, and prints their ratio: the figure a
-busy CPU's noise touches least. Settings: tuned, one arena alone, glibc's own.
+thread beside it, best of two passes) and then the model alone on one batch (the benchmark's
+`throughput`: best of its windows over 10 s), and prints their ratio: the figure a busy CPU's
+noise touches least. Settings: tuned, one arena alone, glibc's own.
 
 `--measure serve` starts `deepfake-detect serve` (one worker, the bundled model) tuned and
 with MALLOC_ARENA_MAX=64 in turn, sends it 5,000 images from 8 clients, and prints the
@@ -48,8 +49,8 @@ if setting == "tuned":
     assert tune_malloc()
 elif setting == "one arena alone":
     ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
-import numpy as np
 from deepfake_detect.inference import load_detector
+from deepfake_detect.inference.benchmark import image_batch, throughput
 files = sorted(folder.rglob("*.jpg"))
 detector = load_detector(None)
 row = {"malloc": setting}
@@ -59,12 +60,8 @@ for workers in (0, 1, 0, 1):
         pass
     rate = len(files) / (time.perf_counter() - start)
     row[f"pipeline_workers_{workers}"] = max(row.get(f"pipeline_workers_{workers}", 0), rate)
-batch = np.stack([detector.preprocess(path) for path in files[:32]])
-start, count = time.perf_counter(), 0
-while time.perf_counter() - start < seconds:
-    detector.engine.logits(batch)
-    count += len(batch)
-row["model"] = count / (time.perf_counter() - start)
+batch = image_batch(detector, files, 32)
+row["model"] = throughput(detector.engine.logits, batch, seconds)  # as the benchmark measures
 for workers in (0, 1):
     row[f"ratio_workers_{workers}"] = row[f"pipeline_workers_{workers}"] / row["model"]
 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
@@ -96,7 +93,7 @@ def measure_pipeline(folder: Path, repeats: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUN"))}
     for _ in range(repeats):
         for setting in ("glibc's own", "one arena alone", "tuned"):
-            command = [sys.executable, "-c", PIPELINE, setting, str(folder), "8"]
+            command = [sys.executable, "-c", PIPELINE, setting, str(folder), "10"]
             result = subprocess.run(command, env=env, capture_output=True, text=True)
             if result.returncode != 0:
                 sys.exit(f"the {setting} run failed: {result.stderr.strip()[-300:]}")
@@ -115,6 +112,8 @@ def measure_serve(files: list[Path], repeats: int, port: int = 8765, clients: in
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
+
+    from deepfake_detect.serving.local import wait_ready
 
     images = [path.read_bytes() for path in files]
     base = f"http://127.0.0.1:{port}"
@@ -138,7 +137,7 @@ def measure_serve(files: list[Path], repeats: int, port: int = 8765, clients: in
             server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)  # fmt: skip
             try:
-                wait_ready(f"{base}/readyz", server)
+                wait_ready(base, lambda process=server: process.poll() is None, timeout=120)
                 row, sent = {"malloc": setting, "repeat": repeat}, 0
                 for total in (500, 2000, 5000):
                     start = time.perf_counter()
@@ -151,22 +150,6 @@ def measure_serve(files: list[Path], repeats: int, port: int = 8765, clients: in
                 server.terminate()
                 server.wait()
             print(json.dumps(row), flush=True)
-
-
-def wait_ready(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"the server exited with status {server.returncode}")
-        try:
-            if httpx.get(url).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    sys.exit(f"the server was not ready within {seconds:.0f} s")
 
 
 def main() -> None:
@@ -182,7 +165,10 @@ def main() -> None:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     if args.measure == "memory":
-        counts = [int(count) for count in args.files.split(",")]
+        try:
+            counts = [int(count) for count in args.files.split(",")]
+        except ValueError:
+            counts = []
         if len(counts) != 2 or min(counts) < 1:
             parser.error(f"--files takes two positive counts, got {args.files}")
         measure_memory(files, counts, args.repeats)

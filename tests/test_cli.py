@@ -12,7 +12,7 @@ import pytest
 from conftest import synthetic_image
 
 from deepfake_detect.cli import main
-from deepfake_detect.cli.common import MALLOC_ENVIRONMENT, MALLOC_VARIABLES
+from deepfake_detect.cli.common import MALLOC_ENVIRONMENT, MALLOC_VARIABLES, glibc
 
 KAGGLE_HEADER = ",original_path,id,label,label_str,path"
 
@@ -452,10 +452,7 @@ libc.malloc_stats()  # one "Arena N:" block per arena, on stderr
 """
 
 
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
-    reason="glibc's allocator only",
-)
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not glibc(), reason="glibc only")
 @pytest.mark.parametrize(
     ("how", "environment", "answer", "tuned"),
     [("tuned", {}, "True", True), ("left", {}, "left", False),

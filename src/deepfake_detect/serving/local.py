@@ -24,18 +24,24 @@ def serve_in_thread(app, timeout: float = 60.0) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError(f"the server on {base} did not become ready")
-            time.sleep(0.05)
+        wait_ready(base, thread.is_alive, timeout)
         yield base
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def wait_ready(base: str, alive, timeout: float = 60.0) -> None:
+    """Return once the server at `base` says its model is loaded (`/readyz`); raise when
+    `alive()` turns false (its thread or process ended) or `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not alive():
+            raise RuntimeError(f"the server on {base} did not become ready")
+        time.sleep(0.05)
