@@ -335,6 +335,62 @@ def test_jpeg_pixels_are_pillows_whichever_decoder_reads_them(
     assert bool(careful) == (mode == "CMYK")
 
 
+def exif_jpeg(orientation: int, size: tuple[int, int] = (37, 23)) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(noisy_rgb(*size), "JPEG", exif=exif.tobytes())
+
+
+def test_a_plain_jpeg_stays_an_array_until_it_must_become_an_image() -> None:
+    # A JPEG without EXIF is read by libjpeg-turbo alone, header and pixels, and stays the
+    # array it decoded into; EXIF (which may ask to turn it) and other formats go to Pillow.
+    plain = encode(noisy_rgb(37, 23), "JPEG")
+    decoded = images.decode_pixels("x", plain)
+    assert isinstance(decoded, np.ndarray) and decoded.shape == (23, 37, 3)
+    with Image.open(io.BytesIO(plain)) as reference:
+        assert np.array_equal(decoded, np.asarray(reference.convert("RGB")))
+    assert isinstance(images.decode_pixels("x", exif_jpeg(6)), Image.Image)
+    assert isinstance(images.decode_pixels("x", encode(noisy_rgb(), "PNG")), Image.Image)
+    assert isinstance(images.decode_image("x", plain), Image.Image)
+
+
+def test_exif_is_found_among_the_segments_before_the_scan() -> None:
+    assert images._has_exif(exif_jpeg(1))
+    assert not images._has_exif(encode(noisy_rgb(), "JPEG"))
+    # EXIF after another application segment still counts; segments that cannot be walked
+    # send the file to the careful path.
+    icc = encode(noisy_rgb(), "JPEG", icc_profile=b"\0" * 70_000, exif=Image.Exif().tobytes())
+    assert images._has_exif(icc)
+    assert images._has_exif(b"\xff\xd8" + b"\x00" * 10)
+
+
+def test_the_plain_path_keeps_the_pixel_limit(no_decoding: None) -> None:
+    data = encode(Image.new("RGB", (100, 100), COLOUR), "JPEG")
+    assert load_error(data, max_pixels=5000) == (
+        "<bytes>: image is 100x100 pixels, over the limit of 5000"
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        encode(noisy_rgb(32, 32), "JPEG"),  # already the model's size: no PIL image at all
+        encode(noisy_rgb(37, 23), "JPEG"),  # resized
+        encode(noisy_rgb(32, 32).convert("L"), "JPEG"),
+        encode(noisy_rgb(32, 32).convert("CMYK"), "JPEG"),
+        exif_jpeg(6, (32, 32)),
+        encode(noisy_rgb(32, 32), "PNG"),
+    ],
+    ids=["jpeg-at-size", "jpeg-resized", "grey", "cmyk", "turned", "png"],
+)
+def test_model_input_is_preprocess_of_load_image(data: bytes, tmp_path: Path) -> None:
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    expected = preprocess(load_image(data), 32, mean, std, "bicubic")
+    path = write(tmp_path / "face.img", data)
+    for source in (data, path, load_image(data)):
+        np.testing.assert_array_equal(images.model_input(source, 32, mean, std), expected)
+
+
 def test_gif_first_frame_only(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (6, 6), colour) for colour in (RED, BLUE, COLOUR)]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
@@ -497,6 +553,67 @@ def test_text_mode_file_object_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path / "face.png", encode(Image.new("RGB", (2, 2)), "PNG"))
     with path.open(encoding="latin-1") as text_file:
         assert load_error(text_file).startswith(f"{path}: ")
+
+
+class RecordingReader(io.RawIOBase):
+    """A binary stream that notes how many bytes each read asks for."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at, self.asked = data, 0, []
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.asked.append(size)
+        size = len(self.data) - self.at if size < 0 else size
+        chunk = self.data[self.at : self.at + size]
+        self.at += len(chunk)
+        return chunk
+
+
+def test_reads_ask_for_the_expected_size_never_for_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # read(n) allocates n bytes: asking for the 512 MiB limit per image cost a mapping made and
+    # unmapped for each file, which stalled every other decoding thread.
+    data = bytes(range(256)) * 20_000  # 5 MB: more than the first 1 MiB of a stream
+    reader = RecordingReader(data)
+    assert images.read_to_limit(reader, expected=len(data)) == data
+    assert reader.asked[0] == len(data) + 1 and max(reader.asked) <= 16 << 20
+
+    reader = RecordingReader(data)  # a stream of unknown size: 1 MiB first, then more
+    assert images.read_to_limit(reader) == data
+    assert reader.asked[0] == (1 << 20) + 1
+
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)  # one byte over the limit, no more
+    assert len(images.read_to_limit(RecordingReader(data), expected=10)) == 1001
+
+
+def test_a_file_that_grows_after_its_size_was_taken_is_read_whole(tmp_path: Path) -> None:
+    path = write(tmp_path / "face.jpg", encode(noisy_rgb(), "JPEG"))
+    with open(path, "rb") as file:
+        assert images.read_to_limit(file, expected=10) == path.read_bytes()
+
+
+def test_a_pipe_is_read_to_its_end(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    data = encode(noisy_rgb(), "PNG")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # its size is 0: the reader asks for more until the end
+
+    def feed() -> None:
+        with open(fifo, "wb") as end:
+            end.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        assert read_image_bytes(fifo) == data
+    finally:
+        writer.join()
 
 
 def test_read_image_bytes_returns_the_file(tmp_path: Path) -> None:

@@ -227,6 +227,28 @@ def test_decoding_threads_change_nothing_but_speed(tiny, photos, workers):
     assert got == expected
 
 
+def test_a_batch_loaded_on_all_threads_keeps_its_order_and_loads_each_item_once():
+    import collections
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deepfake_detect.inference.detector import _load_on_all
+
+    calls = collections.Counter()
+
+    def load(item):
+        calls[item] += 1
+        time.sleep(0.02 if item % 5 == 0 else 0)  # uneven: a thread that is free takes more
+        return item * 10
+
+    with ThreadPoolExecutor(2) as pool:
+        assert _load_on_all(pool, 2, load, list(range(23))) == [i * 10 for i in range(23)]
+        assert _load_on_all(pool, 2, load, []) == []
+        with pytest.raises(ZeroDivisionError):
+            _load_on_all(pool, 2, lambda item: 1 / item, [3, 0, 4])
+    assert set(calls.values()) == {1} and len(calls) == 23
+
+
 def test_without_decoding_threads_a_batch_is_decoded_on_every_cpu_between_engine_calls(
     tiny, photos, monkeypatch
 ):

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deepfake_detect.data.images import decode_image, load_image, preprocess, read_source
+from deepfake_detect.data.images import (
+    decode_image,
+    load_image,
+    model_input,
+    preprocess,
+    read_source,
+)
 from deepfake_detect.data.provenance import read_provenance
 from deepfake_detect.data.video import (
     DEFAULT_FRAMES,
@@ -186,7 +192,7 @@ class Detector:
 
     def preprocess(self, item: ImageInput) -> np.ndarray:
         c = self.config
-        return preprocess(load_image(item), c.image_size, c.mean, c.std, c.interpolation)
+        return model_input(item, c.image_size, c.mean, c.std, c.interpolation)
 
     def _load(self, item: ImageInput, provenance: bool, faces: str, frames: int) -> Inputs:
         """The model's input (one per face in faces mode), and the file's provenance when
@@ -195,7 +201,9 @@ class Detector:
         found = None
         if isinstance(item, str | os.PathLike) and is_video(item):
             return self.video_inputs(item, faces, frames)
-        if isinstance(item, Image.Image) or (not provenance and faces == "off"):
+        if faces == "off" and not provenance:
+            return Inputs([self.preprocess(item)])
+        if isinstance(item, Image.Image):
             image = load_image(item)
         else:
             name, data = read_source(item)
@@ -330,10 +338,10 @@ class Detector:
         check_frame_count(frames)
         load = functools.partial(self._safe_load, provenance=provenance, faces=faces, frames=frames)
         if workers < 1:
-            with _between_calls_pool() as pool:
+            with _between_calls_loader(load) as load_chunk:
                 start = 0
                 for chunk in chunks:
-                    loaded = list(pool.map(load, chunk)) if pool else [load(x) for x in chunk]
+                    loaded = load_chunk(chunk)
                     yield from self._score_chunk(chunk, loaded, start, threshold)
                     start += len(chunk)
             return
@@ -412,18 +420,35 @@ def _submit(pool, work, chunk):
     return None if chunk is None else (chunk, [pool.submit(work, item) for item in chunk])
 
 
+def _load_on_all(pool: ThreadPoolExecutor, threads: int, load, chunk: list) -> list:
+    """`[load(x) for x in chunk]` on `threads` threads of `pool`, each taking the next item
+    when it is done with one: one task per thread rather than one per item. Each task handed
+    over wakes a thread, and on two CPUs that cost about as much as the decoding it overlapped
+    (0.52 against 0.40 ms per 256 px face loaded between scoring calls)."""
+    results: list = [None] * len(chunk)
+    claim = itertools.count()  # next() on it is atomic: no item is taken twice
+
+    def work() -> None:
+        while (i := next(claim)) < len(chunk):
+            results[i] = load(chunk[i])
+
+    for task in [pool.submit(work) for _ in range(threads)]:
+        task.result()
+    return results
+
+
 @contextlib.contextmanager
-def _between_calls_pool():
-    """Threads that decode a batch while the engine waits for it: one per CPU, or None on one
-    CPU (decoded in this thread). PIL decodes and resizes without the GIL."""
+def _between_calls_loader(load):
+    """A function that loads a batch while the engine waits for it: on one thread per CPU, or
+    in this thread on one CPU. PIL and libjpeg-turbo decode and resize without the GIL."""
     from deepfake_detect.inference.engines import cpu_count
 
     threads = cpu_count()
     if threads < 2:
-        yield None
+        yield lambda chunk: [load(x) for x in chunk]
         return
     with ThreadPoolExecutor(threads) as pool:
-        yield pool
+        yield functools.partial(_load_on_all, pool, threads, load)
 
 
 def default_workers() -> int:
