@@ -119,7 +119,8 @@ def best_accuracy(labels, scores) -> float:
 
 
 def calibration_rows(heldout: dict, scores: dict[str, tuple[str, int, float]]) -> str:
-    """Per source and for all: ECE, Brier, accuracy at the shipped threshold and at the best."""
+    """Per source and for all: ECE, the ECE a calibrated model would show by chance on as many
+    images, Brier, accuracy at the shipped threshold and at the best."""
     import numpy as np
 
     lines = []
@@ -128,7 +129,9 @@ def calibration_rows(heldout: dict, scores: dict[str, tuple[str, int, float]]) -
                   if name == "all" or source == name]  # fmt: skip
         labels, values = np.array(picked).T if picked else (np.array([]), np.array([]))
         best = f"{best_accuracy(labels, values):.4f}" if picked else "n/a"
-        lines.append(f"| {name} | {interval(m, 'ece')} | {interval(m, 'brier')} | "
+        chance = m.get("ece_if_calibrated")
+        chance = f"{chance[0]:.4f} (up to {chance[1]:.4f})" if chance else "n/a"
+        lines.append(f"| {name} | {interval(m, 'ece')} | {chance} | {interval(m, 'brier')} | "
                      f"{m['accuracy']:.4f} | {best} |")  # fmt: skip
     return "\n".join(lines)
 

@@ -164,8 +164,10 @@ def test_the_card_renders_every_section_from_a_run_and_its_reports(export, multi
     calibration = card.split("## Calibration")[1].split("##")[0]
     held = json.loads((tmp_path / "heldout" / "metrics.json").read_text())
     (ece_low, ece_high), (brier_low, brier_high) = (held["intervals"][k] for k in ("ece", "brier"))
+    chance_mean, chance_high = held["ece_if_calibrated"]
     assert (
         f"| all | {held['ece']:.4f} [{ece_low:.4f}, {ece_high:.4f}] | "
+        f"{chance_mean:.4f} (up to {chance_high:.4f}) | "
         f"{held['brier']:.4f} [{brier_low:.4f}, {brier_high:.4f}] | {held['accuracy']:.4f} |"
     ) in calibration
     assert np.isfinite(held["ece"])

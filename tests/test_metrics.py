@@ -462,6 +462,37 @@ def test_calibration_error_and_brier_on_known_cases():
     assert metrics["ece"] == pytest.approx(0.15) and metrics["calibration_bins"] == 15
 
 
+def test_ece_by_chance_alone_is_what_calibrated_labels_give():
+    from deepfake_detect.evaluation.metrics import ece_if_calibrated
+
+    rng = np.random.default_rng(1)
+    small, large = rng.random(250), rng.random(25_000)
+    mean_small, high_small = ece_if_calibrated(small)
+    mean_large, high_large = ece_if_calibrated(large)
+    assert 0 < mean_small < high_small and 0 < mean_large < high_large
+    assert mean_large < mean_small / 5  # the chance part shrinks as the set grows
+
+    # Labels drawn as the scores say: the observed ECE is mostly within the chance band.
+    within = [expected_calibration_error(rng.random(250) < small, small) <= high_small
+              for _ in range(200)]  # fmt: skip
+    assert 0.88 <= np.mean(within) <= 0.99
+    # An over-confident model stands far outside it; certain scores leave no chance part.
+    assert expected_calibration_error(np.ones(250, int), np.full(250, 0.6)) > 3 * high_small
+    assert ece_if_calibrated(np.array([0.0, 1.0, 1.0])) == [0.0, 0.0]
+    assert ece_if_calibrated(small, seed=3) == ece_if_calibrated(small, seed=3)
+    with pytest.raises(ValueError, match="n_draws"):
+        ece_if_calibrated(small, n_draws=0)
+
+
+def test_metrics_carry_the_chance_ece_with_their_bootstrap():
+    labels, scores = np.array([0, 0, 1, 1] * 10), np.array([0.1, 0.4, 0.6, 0.9] * 10)
+    assert compute_metrics(labels, scores, 0.5, n_bootstrap=0)["ece_if_calibrated"] is None
+    metrics = compute_metrics(labels, scores, 0.5, n_bootstrap=50)
+    assert len(metrics["ece_if_calibrated"]) == 2
+    json.dumps(metrics, allow_nan=False)
+    assert "ECE by chance alone" in format_summary_table(metrics)
+
+
 def test_fit_temperature_with_one_class_or_no_signal_is_one():
     from deepfake_detect.evaluation.metrics import fit_temperature
 
