@@ -140,6 +140,19 @@ def test_folder_scans_take_every_image_suffix_and_name_what_they_skip(tmp_path: 
     assert [p.name for p in skipped] == ["README", "notes.txt"]
 
 
+def test_a_named_pipe_in_a_folder_is_skipped_unopened(tmp_path: Path) -> None:
+    # Opening a pipe that no one writes to waits forever: a folder's pipes are never read.
+    from deepfake_detect.data.datasets import scan_folder
+
+    folder = tmp_path / "photos"
+    write_image(folder / "a.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    os.mkfifo(folder / "pipe")  # no suffix: its bytes would have been sniffed
+    images, skipped = scan_folder(folder)
+    assert [p.name for p in images] == ["a.jpg"]
+    assert [p.name for p in skipped] == ["pipe", "pipe.jpg"]
+
+
 def test_kaggle_root_and_real_vs_fake_folder_give_the_same_images(tmp_path: Path) -> None:
     root = make_kaggle(tmp_path / "kaggle-140k", with_csvs=False)
     inner = index_dataset([root / "real_vs_fake" / "real-vs-fake"])

@@ -219,6 +219,26 @@ def test_rows_are_written_before_the_last_image_is_read(tiny, photos):
     assert out.getvalue().count("\n") == len(photos) + 1
 
 
+def test_an_image_read_from_a_pipe_is_scored_whole(tiny, photos, tmp_path):
+    # `predict /dev/stdin`: the pipe is read once, from its first byte.
+    import os
+    import threading
+
+    detector = load_detector(tiny)
+    fifo = tmp_path / "stdin"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as end:
+            end.write(photos[0].read_bytes())
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    (got,) = detector.score([fifo])
+    writer.join(timeout=10)
+    assert got.error is None and got.score == pytest.approx(detector.score([photos[0]])[0].score)
+
+
 @pytest.mark.parametrize("workers", [0, 1, 2])
 def test_decoding_threads_change_nothing_but_speed(tiny, photos, workers):
     detector = load_detector(tiny)

@@ -130,3 +130,19 @@ def test_predict_writes_frame_rows_and_the_videos_row(clips, tmp_path, capsys, m
     assert code == 0  # a file given by name is known by its bytes
     _, record = [json.loads(line) for line in stdout.splitlines()]
     assert len(record["frames"]) == 2 and record["max_score"] >= record["score"]
+
+
+def test_a_pipe_is_never_taken_for_a_video_nor_opened_to_find_out(tmp_path: Path) -> None:
+    # Its first bytes cannot be read without taking them from the image read from it next
+    # (/dev/stdin), and opening a named pipe that no one writes to would wait forever.
+    import os
+    import threading
+
+    fifo = tmp_path / "clip.mp4"
+    os.mkfifo(fifo)
+    answers = []
+    asking = threading.Thread(target=lambda: answers.append(is_video(fifo)), daemon=True)
+    asking.start()
+    asking.join(timeout=10)
+    assert answers == [False]
+    assert is_video(write_clip(tmp_path / "clip.mkv")) and not is_video(tmp_path / "missing")

@@ -342,7 +342,8 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[Path]]:
 
     Hidden files and folders are neither. An image is a file with a suffix of
     `IMAGE_SUFFIXES`, or without a suffix and with an image's first bytes (downloads and
-    cameras leave such files).
+    cameras leave such files). Named pipes, sockets and devices are skipped: reading one in a
+    folder could wait forever for a writer.
     """
 
     def fail(err: OSError) -> None:
@@ -355,7 +356,8 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[Path]]:
         for name in files:
             if not name.startswith("."):
                 path = Path(parent, name)
-                (images if is_image_file(path) else skipped).append(path)
+                regular = path.is_file()  # follows links; False for a pipe or a device
+                (images if regular and is_image_file(path) else skipped).append(path)
     return sorted(images), sorted(skipped)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,14 @@ def sniff_video(head: bytes) -> str | None:
 
 
 def is_video(path: str | os.PathLike) -> bool:
-    """A file whose bytes start like a video container (never judged by the name)."""
+    """A regular file whose bytes start like a video container (never judged by the name).
+
+    A pipe, such as /dev/stdin, is never taken for one: its first bytes cannot be read without
+    being taken from the image that is read from it next (which then looked like no image at
+    all, or, from a named pipe whose writer had gone, was waited for forever)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # asked without opening it
+            return False
         with open(path, "rb") as file:
             return sniff_video(file.read(16)) is not None
     except OSError:
