@@ -362,6 +362,9 @@ def test_exif_is_found_among_the_segments_before_the_scan() -> None:
     icc = encode(noisy_rgb(), "JPEG", icc_profile=b"\0" * 70_000, exif=Image.Exif().tobytes())
     assert images._has_exif(icc)
     assert images._has_exif(b"\xff\xd8" + b"\x00" * 10)
+    plain = encode(noisy_rgb(), "JPEG")
+    assert images._has_exif(plain[:2] + b"\xff\xd0" + plain[2:])  # a restart marker, misplaced
+    assert images._has_exif(plain[:2] + b"\xff\xe0\x00\x01" + plain[2:])  # a length under 2
 
 
 def test_the_plain_path_keeps_the_pixel_limit(no_decoding: None) -> None:

@@ -298,6 +298,8 @@ def _has_exif(data: bytes) -> bool:
         if marker == 0xDA:  # start of scan: no EXIF before it
             return False
         length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker == 0x01 or 0xD0 <= marker <= 0xD9 or length < 2:
+            return True  # a marker without a length, or a bad length: not walked further
         if marker == 0xE1 and data[at + 4 : at + 10] == b"Exif\x00\x00":
             return True
         at += 2 + length
