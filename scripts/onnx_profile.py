@@ -99,6 +99,7 @@ def input_size(session) -> tuple[int, int]:
 
 
 def main() -> None:
+    from deepfake_detect.errors import DetectorError
     from deepfake_detect.inference.benchmark import gemm_rate
     from deepfake_detect.inference.detector import resolve_model
     from deepfake_detect.inference.engines import ONNX_SUB_BATCH, cpu_count
@@ -111,7 +112,10 @@ def main() -> None:
     if args.calls < 1:
         raise SystemExit("error: --calls must be at least 1")
     threads, batch = cpu_count(), ONNX_SUB_BATCH
-    path = onnx_engine_for_folder(resolve_model(args.model), "fp32", threads).path
+    try:
+        path = onnx_engine_for_folder(resolve_model(args.model), "fp32", threads).path
+    except DetectorError as exc:
+        raise SystemExit(f"error: {exc}") from None
     times, conv_nodes, rate = profile(path, threads, batch, args.calls)
     convs = conv_flops(path, batch)
     if len(convs) != len(conv_nodes):

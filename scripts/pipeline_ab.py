@@ -5,7 +5,7 @@ the model alone. Both figures move with a shared CPU's load, so this script meas
 one process at a time, alternating this checkout's code with the code of `--against` (checked
 out into a temporary git worktree, imported through PYTHONPATH), and compares the ratios:
 
-- the pipeline: `Detector.iter_scores` over every JPEG of `--images` with the default decoding
+- the pipeline: `Detector.iter_scores` over every image of `--images` with the default decoding
   (between the engine's calls on two CPUs), best of `--passes` passes; the same files and the
   same bundled model for both;
 - the model alone: the benchmark's `throughput` on one batch of those files, best of its
@@ -26,6 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from deepfake_detect.errors import DetectorError
+from deepfake_detect.inference.inputs import expand_paths
+
 CHILD = """
 import json, sys, time
 from pathlib import Path
@@ -33,8 +36,9 @@ from deepfake_detect.cli.common import tune_malloc
 tune_malloc()
 from deepfake_detect.inference import load_detector
 from deepfake_detect.inference.benchmark import image_batch, throughput
+from deepfake_detect.inference.inputs import expand_paths
 folder, passes = Path(sys.argv[1]), int(sys.argv[2])
-files = sorted(folder.rglob("*.jpg"))
+files = expand_paths([folder])
 detector = load_detector(None)
 for _ in detector.iter_scores(files[:64]):
     pass
@@ -64,15 +68,19 @@ def run_child(src: Path, images: Path, passes: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=Path, required=True, help="a folder of JPEG files")
+    parser.add_argument("--images", type=Path, required=True, help="a folder of images")
     parser.add_argument("--against", default="HEAD", help="the commit to compare with")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--passes", type=int, default=2)
     args = parser.parse_args()
     if args.repeats < 1 or args.passes < 1:
         raise SystemExit("error: --repeats and --passes must be at least 1")
-    if not any(args.images.rglob("*.jpg")):
-        raise SystemExit(f"error: {args.images}: no .jpg files")
+    if not args.images.is_dir():
+        raise SystemExit(f"error: {args.images}: not a folder")
+    try:
+        expand_paths([args.images])
+    except DetectorError as exc:
+        raise SystemExit(f"error: {exc}") from None
     here = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="pipeline-ab-") as tmp:
         base = Path(tmp) / "base"

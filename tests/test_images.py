@@ -361,10 +361,14 @@ def test_exif_is_found_among_the_segments_before_the_scan() -> None:
     # send the file to the careful path.
     icc = encode(noisy_rgb(), "JPEG", icc_profile=b"\0" * 70_000, exif=Image.Exif().tobytes())
     assert images._has_exif(icc)
-    assert images._has_exif(b"\xff\xd8" + b"\x00" * 10)
+    # Stray bytes and a misplaced marker are stepped over, as libjpeg does: EXIF behind them
+    # is still found. A header cut before its scan counts as holding EXIF (Pillow then reads,
+    # and refuses, the file).
+    turned = exif_jpeg(6)
+    assert images._has_exif(turned[:2] + b"\x00\x00\xff\xd0" + turned[2:])
     plain = encode(noisy_rgb(), "JPEG")
-    assert images._has_exif(plain[:2] + b"\xff\xd0" + plain[2:])  # a restart marker, misplaced
-    assert images._has_exif(plain[:2] + b"\xff\xe0\x00\x01" + plain[2:])  # a length under 2
+    assert not images._has_exif(plain[:2] + b"\x00\xff\xd0" + plain[2:])
+    assert images._has_exif(plain[:200]) and images._has_exif(b"\xff\xd8" + b"\x00" * 10)
 
 
 def test_the_plain_path_keeps_the_pixel_limit(no_decoding: None) -> None:
@@ -386,11 +390,19 @@ def test_the_plain_path_keeps_the_pixel_limit(no_decoding: None) -> None:
     ],
     ids=["jpeg-at-size", "jpeg-resized", "grey", "cmyk", "turned", "png"],
 )
-def test_model_input_is_preprocess_of_load_image(data: bytes, tmp_path: Path) -> None:
+def test_model_input_is_preprocess_of_load_image(
+    data: bytes, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     expected = preprocess(load_image(data), 32, mean, std, "bicubic")
     path = write(tmp_path / "face.img", data)
-    for source in (data, path, load_image(data)):
+    if request.node.callspec.id == "jpeg-at-size":  # never a PIL image on its way
+        monkeypatch.setattr(Image, "fromarray", lambda *a, **k: pytest.fail("made a PIL image"))
+        monkeypatch.setattr(Image, "open", lambda *a, **k: pytest.fail("Pillow read it"))
+        sources: tuple = (data, path)
+    else:
+        sources = (data, path, load_image(data))
+    for source in sources:
         np.testing.assert_array_equal(images.model_input(source, 32, mean, std), expected)
 
 
@@ -593,10 +605,16 @@ def test_reads_ask_for_the_expected_size_never_for_the_limit(
     assert len(images.read_to_limit(RecordingReader(data), expected=10)) == 1001
 
 
-def test_a_file_that_grows_after_its_size_was_taken_is_read_whole(tmp_path: Path) -> None:
+def test_a_file_is_read_at_its_size_and_read_on_should_it_have_grown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path / "face.jpg", encode(noisy_rgb(), "JPEG"))
-    with open(path, "rb") as file:
-        assert images.read_to_limit(file, expected=10) == path.read_bytes()
+    asked = []
+    real = images.read_to_limit
+    monkeypatch.setattr(images, "read_to_limit", lambda f, n: asked.append(n) or real(f, n))
+    assert read_image_bytes(path) == path.read_bytes() and asked == [path.stat().st_size]
+    with open(path, "rb") as file:  # more than its size said: read to its end all the same
+        assert real(file, expected=10) == path.read_bytes()
 
 
 def test_a_pipe_is_read_to_its_end(tmp_path: Path) -> None:

@@ -249,15 +249,17 @@ def test_decoding_threads_change_nothing_but_speed(tiny, photos, workers):
 
 def test_a_batch_loaded_on_all_threads_keeps_its_order_and_loads_each_item_once():
     import collections
+    import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     from deepfake_detect.inference.detector import _load_on_all
 
-    calls = collections.Counter()
+    calls, threads = collections.Counter(), set()
 
     def load(item):
         calls[item] += 1
+        threads.add(threading.get_ident())
         time.sleep(0.02 if item % 5 == 0 else 0)  # uneven: a thread that is free takes more
         return item * 10
 
@@ -267,6 +269,7 @@ def test_a_batch_loaded_on_all_threads_keeps_its_order_and_loads_each_item_once(
         with pytest.raises(ZeroDivisionError):
             _load_on_all(pool, 2, lambda item: 1 / item, [3, 0, 4])
     assert set(calls.values()) == {1} and len(calls) == 23
+    assert len(threads) == 2 and threading.get_ident() not in threads
 
 
 def test_without_decoding_threads_a_batch_is_decoded_on_every_cpu_between_engine_calls(

@@ -460,9 +460,9 @@ def default_workers() -> int:
     the scoring thread; on an AMD EPYC, in one run, 133-135 decoded in the scoring thread,
     137-142 on both CPUs between calls, 135-149 with one thread beside; on the Intel Xeon of
     2026-12-05, with the loading of `_load_on_all` and `images.model_input`, 160 between
-    calls, 167 with one thread beside and 166 with two (three busy threads on two CPUs, which
-    the rule forbids). With more CPUs one thread decodes the next batch while this one is
-    scored (not measured: no such machine)."""
+    calls, 167 with one thread beside and 166 with two (three and four busy threads on two
+    CPUs, which the rule forbids). With more CPUs one thread decodes the next batch while this
+    one is scored (not measured: no such machine)."""
     from deepfake_detect.inference.engines import cpu_count
 
     return 0 if cpu_count() <= 2 else 1
