@@ -388,9 +388,12 @@ def test_export_command_and_its_errors(tiny, photos, tmp_path, capsys, monkeypat
     assert code == 2 and "not a usable ONNX model" in err
 
 
-def test_benchmark_measures_every_figure_in_one_run(tiny, photos):
+def test_benchmark_measures_every_figure_in_one_run(tiny, photos, monkeypatch):
+    from deepfake_detect.inference import benchmark
     from deepfake_detect.inference.benchmark import format_benchmark, run_benchmark
 
+    # a GEMM rate below what the engines reach: the table must say the limit is understated
+    monkeypatch.setattr(benchmark, "gemm_rate", lambda threads, window: (1e3, "numpy"))
     result = run_benchmark(tiny, [photos[0].parent], seconds=0.2, memory_files=(4, 8))
     figures, ratios = result.figures, result.ratios()
     for key in (
@@ -410,7 +413,31 @@ def test_benchmark_measures_every_figure_in_one_run(tiny, photos):
     assert ratios["reduced_vs_onnx_fp32"] is None
     table = format_benchmark(result)
     assert "ONNX fp32 / fp32 limit" in table and "target" in table
+    assert "the limit is understated" in table
     json.dumps(result.to_dict())
+
+
+def test_gemm_rate_is_the_best_of_every_library_at_hand():
+    from deepfake_detect.inference.benchmark import gemm_rate
+
+    rate, source = gemm_rate(1, window=0.01, n=64)
+    assert rate > 0 and source in ("numpy", "torch", "onnxruntime")
+
+
+def test_gemm_model_is_a_matmul_without_the_onnx_package():
+    import onnxruntime as ort
+
+    from deepfake_detect.inference.benchmark import matmul_model
+
+    model = matmul_model(48)
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 48, 48), dtype=np.float32)
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"a": a, "b": b})[0], a @ b, rtol=1e-4, atol=1e-4)
+    onnx = pytest.importorskip("onnx")
+    parsed = onnx.load_from_string(model)
+    onnx.checker.check_model(parsed, full_check=True)
+    assert [d.dim_value for d in parsed.graph.input[0].type.tensor_type.shape.dim] == [48, 48]
 
 
 def test_benchmark_options_are_checked(capsys, monkeypatch):
