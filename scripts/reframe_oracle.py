@@ -22,6 +22,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from deepfake_detect.data.transforms import EVERYDAY_CHANGES
+from deepfake_detect.errors import DetectorError
 from deepfake_detect.inference.detector import load_detector
 
 
@@ -47,11 +48,23 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a run folder (default: the bundled model)")
     parser.add_argument("--data", default="../shared/data")
     args = parser.parse_args()
-    detector = load_detector(args.model)
+    if not Path(args.data).is_dir():
+        raise SystemExit(f"error: {args.data}: not a folder")
+    try:
+        detector = load_detector(args.model)
+    except DetectorError as exc:
+        raise SystemExit(f"error: {exc}") from None
     manifest = Path(args.model or Path(__file__).parents[1] / "src/deepfake_detect/bundled")
-    with open(manifest / "split_manifest.csv", newline="") as f:
+    manifest /= "split_manifest.csv"
+    if not manifest.is_file():
+        raise SystemExit(f"error: {manifest}: no split manifest beside the model")
+    with open(manifest, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == "valid"]
     rows = [r for r in rows if r["source"] != "diffusion-faces"]
+    missing = [r["path"] for r in rows if not (Path(args.data) / r["path"]).is_file()]
+    if missing:
+        count, example = len(missing), missing[0]
+        raise SystemExit(f"error: {count} validation images not in {args.data}, e.g. {example}")
     crop, quality = EVERYDAY_CHANGES["crop-80"]
     variants: dict[str, list[Image.Image]] = {
         k: [] for k in ("clean", "crop-80", "edge", "reflect", "grey")

@@ -116,8 +116,8 @@ def gemm_rate(threads: int, window: float = 1.0, n: int = 2048) -> tuple[float, 
     Runtime's MatMul: for each, the best of ROUNDS windows of `window` seconds, the windows the
     engines get. ONNX Runtime's is the kernel library the engine runs on, and the one that
     knows the newest CPUs: on an AMD EPYC of the Zen 5 generation numpy's OpenBLAS took its
-    AVX2 path (255 GFLOP/s) and torch's did no better, while ONNX Runtime reached 443
-    (2026-12-05), so a limit from the first two was exceeded by the engine it bounds."""
+    AVX2 path (232-255 GFLOP/s) and torch's did no better, while ONNX Runtime reached
+    441-470 (2026-12-06), so a limit from the first two was exceeded by the engine it bounds."""
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
