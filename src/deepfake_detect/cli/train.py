@@ -39,6 +39,16 @@ PretrainedOption = Annotated[bool, typer.Option(help="Start from ImageNet weight
 
 PretrainedFileOption = Annotated[Path | None, typer.Option(help="ImageNet weights file.")]
 
+InitFromOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="MODEL",
+        help="Start from a trained model's weights (its folder; same backbone, head and input "
+        "size) rather than ImageNet's, and train on: e.g. --frozen-epochs 0 with a new "
+        "fine-tuning schedule.",
+    ),
+]
+
 ImageSizeOption = Annotated[
         int | None, typer.Option(help="Input size. Default: the backbone's.")
     ]
@@ -183,6 +193,7 @@ def train(
     drop_path: DropPathOption = 0.0,
     pretrained: PretrainedOption = True,
     pretrained_file: PretrainedFileOption = None,
+    init_from: InitFromOption = None,
     image_size: ImageSizeOption = None,
     train_size: TrainSizeOption = None,
     source_train_size: SourceTrainSizeOption = None,

@@ -40,6 +40,7 @@ class TrainOptions:
     drop_path: float = 0.0
     pretrained: bool = True
     pretrained_file: Path | None = None
+    init_from: Path | None = None
     image_size: int | None = None
     train_size: int | None = None
     source_train_size: list[str] = field(default_factory=list)
@@ -85,6 +86,8 @@ class TrainOptions:
             (self.split_seed is None or self.split_seed >= 0, "--split-seed must be >= 0"),
             (self.pretrained_file is None or Path(self.pretrained_file).is_file(),
              f"--pretrained-file {self.pretrained_file}: no such file"),
+            (self.init_from is None or (Path(self.init_from) / "config.json").is_file(),
+             f"--init-from {self.init_from}: not a model folder (no config.json)"),
             (self.split_manifest is None or Path(self.split_manifest).is_file(),
              f"--split-manifest {self.split_manifest}: no such file"),
             (self.frozen_epochs >= 0 and self.finetune_epochs >= 0, "epochs must be >= 0"),
@@ -146,6 +149,7 @@ class TrainOptions:
         data["fake_only"] = [str(d) for d in self.fake_only]
         data["output"] = str(self.output)
         data["pretrained_file"] = str(self.pretrained_file) if self.pretrained_file else None
+        data["init_from"] = str(self.init_from) if self.init_from else None
         data["split_manifest"] = str(self.split_manifest) if self.split_manifest else None
         return data
 
@@ -157,7 +161,7 @@ class TrainOptions:
         for key in ("data", "fake_only"):
             data[key] = [d if not Path(d).is_absolute() else Path(d).name for d in data[key]]
         data["output"] = None
-        for key in ("pretrained_file", "split_manifest"):
+        for key in ("pretrained_file", "init_from", "split_manifest"):
             data[key] = Path(data[key]).name if data[key] else None
         return data
 

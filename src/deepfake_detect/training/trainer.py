@@ -47,8 +47,8 @@ from deepfake_detect.evaluation.scoring import (
     predict_logits,
     validation_metrics,
 )
-from deepfake_detect.models.checkpoint import save_model
-from deepfake_detect.models.config import ModelConfig
+from deepfake_detect.models.checkpoint import load_model_weights, save_model
+from deepfake_detect.models.config import ModelConfig, read_config
 from deepfake_detect.models.networks import DetectorNet, build_model
 from deepfake_detect.training.features import CACHE_NAME, FeaturePass, cached_features
 from deepfake_detect.training.loop import (
@@ -123,14 +123,17 @@ class Trainer:
         o = self.options
         fresh = self.state.epoch == 0
         torch.manual_seed(o.seed)  # the head's initial weights
+        start = o.init_from if fresh else None  # a resumed run has its own weights
         model = build_model(
             o.backbone,
             o.head,
-            pretrained=o.pretrained and fresh,
-            pretrained_file=o.pretrained_file if fresh else None,
+            pretrained=o.pretrained and fresh and start is None,
+            pretrained_file=o.pretrained_file if fresh and start is None else None,
             stem_stride=o.stem_stride,
             drop_path=o.drop_path,
         )
+        if start is not None:
+            model.load_state_dict(initial_weights(start, self.config))
         return channels_last(model).to(self.device)
 
     def run(self) -> TrainResult:
@@ -365,6 +368,21 @@ def format_epoch(row: dict[str, Any], best: bool) -> str:
         f"train {row['seconds']:.1f} s, {row['images_per_second']:.0f} img/s"
         f"{' *best' if best else ''}"
     )
+
+
+def initial_weights(model_dir: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The weights of a trained model to start from (`--init-from`): one network whose backbone,
+    head, stem and input size are this run's, so that it goes on learning what it learnt."""
+    start = read_config(model_dir)
+    if start.members:
+        raise DetectorError(f"--init-from {model_dir}: an ensemble, not one network")
+    for field in ("backbone", "head", "stem_stride", "image_size"):
+        theirs, ours = getattr(start, field), getattr(config, field)
+        if theirs != ours:
+            raise DetectorError(
+                f"--init-from {model_dir}: its {field} is {theirs}, this run's {ours}"
+            )
+    return load_model_weights(model_dir, start)
 
 
 def train(options: TrainOptions) -> TrainResult:
