@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from safetensors.torch import load_file
 
 from deepfake_detect.data.datasets import read_split_csv
 from deepfake_detect.data.prepare import evaluation_records
-from deepfake_detect.errors import DataError, ModelError
+from deepfake_detect.errors import DataError, DetectorError, ModelError
 from deepfake_detect.evaluation.runs import evaluate
 from deepfake_detect.inference.detector import load_detector
 from deepfake_detect.models.config import read_config
@@ -258,6 +259,7 @@ def test_train_stops_on_an_unreadable_image(tmp_path):
         ({"head": "huge"}, "--head"),
         ({"seed": -1}, "--seed"),
         ({"pretrained_file": "/nonexistent.pth"}, "no such file"),
+        ({"init_from": "/nonexistent"}, "not a model folder"),
         ({"reencode": "jpeg:50-20"}, "backwards"),
         ({"train_crop": 16}, "--train-crop"),
         ({"stem_stride": 3}, "--stem-stride"),
@@ -269,6 +271,36 @@ def test_train_stops_on_an_unreadable_image(tmp_path):
 def test_bad_training_options_fail_before_any_work(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
         tiny_options(tmp_path, tmp_path / "run", **changes)
+
+
+def test_init_from_starts_where_the_model_ended(trained_run, multi_source_data, tmp_path):
+    """A warm restart begins from the trained model's weights, head included, and records the
+    model it began from by name only."""
+    options = dict(frozen_epochs=0, finetune_epochs=1, seed=1)
+    trained = load_file(trained_run / "model.safetensors")
+    fresh = Trainer(tiny_options(multi_source_data, tmp_path / "fresh", **options))
+    assert not torch.equal(fresh.model.state_dict()["head.0.weight"], trained["head.0.weight"])
+    warm = tiny_options(multi_source_data, tmp_path / "warm", init_from=trained_run, **options)
+    start = Trainer(warm).model.state_dict()
+    assert start.keys() == trained.keys()
+    for key, value in trained.items():
+        assert torch.equal(start[key], value), key
+    shutil.rmtree(tmp_path / "warm")
+    train(warm)
+    config = json.loads((tmp_path / "warm" / "config.json").read_text())
+    assert config["training"]["init_from"] == trained_run.name
+
+
+def test_init_from_refuses_another_network(trained_run, multi_source_data, tmp_path):
+    other = tmp_path / "linear"
+    shutil.copytree(trained_run, other)
+    config = json.loads((other / "config.json").read_text())
+    config["head"] = "linear"
+    (other / "config.json").write_text(json.dumps(config))
+    options = tiny_options(multi_source_data, tmp_path / "run", init_from=other)
+    with pytest.raises(DetectorError, match="its head is linear, this run's paper"):
+        train(options)
+    assert not (tmp_path / "run").exists()
 
 
 def test_paper_head_has_the_papers_layers():
