@@ -6,6 +6,8 @@
 # The split is E's: the first model's manifest from git (scripts/train_candidate_diffusion_balanced.sh
 # takes it the same way), split seed 0 and E's fractions; --seed 1 draws new epochs (shuffling,
 # mirroring, which images get the diffusion faces' history) rather than replaying E's first ones.
+# Judged on 2026-12-06 (docs/experiments.md): it failed the rule's purpose (paired validation
+# ROC-AUC H minus E -0.0004 [-0.0022, +0.0013]); E stays the bundled model.
 # INIT names the model to start from: the bundled model E by default, or E re-created by
 # scripts/train_default_model.sh's training step.
 #   bash scripts/train_candidate_warm_restart.sh      (resumes when RUN exists)

@@ -291,6 +291,15 @@ def test_init_from_starts_where_the_model_ended(trained_run, multi_source_data, 
     assert config["training"]["init_from"] == trained_run.name
 
 
+def test_measure_validation_repeats_the_runs_own_figure(trained_run, multi_source_data, tmp_path):
+    """A trained model measured by a trainer of the same options gives the validation loss its
+    best epoch recorded."""
+    with open(trained_run / "history.csv") as f:
+        best = min(float(row["val_loss"]) for row in csv.DictReader(f))
+    trainer = Trainer(tiny_options(multi_source_data, tmp_path / "run", init_from=trained_run))
+    assert trainer.measure_validation()["val_loss"] == pytest.approx(best, abs=1e-5)
+
+
 def test_init_from_refuses_another_network(trained_run, multi_source_data, tmp_path):
     other = tmp_path / "linear"
     shutil.copytree(trained_run, other)

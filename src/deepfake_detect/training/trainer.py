@@ -256,6 +256,18 @@ class Trainer:
             "images_per_second": total / max(seconds, 1e-9),
         }
 
+    def measure_validation(self, seed: int | None = None) -> dict[str, float]:
+        """An epoch's validation pass on the weights the model holds now: loss, accuracy and
+        ROC-AUC. `seed` draws each image's re-encoding (default: the run's `--seed`, which is
+        what its epochs were measured on)."""
+        o = self.options
+        valid = ImageDataset(
+            self.splits.valid, self.valid_transform, seed=o.seed if seed is None else seed
+        )
+        return validation_metrics(
+            *self._predict(self.model, valid, o.batch_size, o.workers, "valid")
+        )
+
     def _predict(self, module, dataset, batch_size: int, workers: int, desc: str):
         """Logits and labels of every item of `dataset`, in order; under torchrun each rank
         scores its share and the shares are gathered, the sampler's padding dropped by index,
