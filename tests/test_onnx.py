@@ -308,6 +308,44 @@ def test_without_decoding_threads_a_batch_is_decoded_on_every_cpu_between_engine
         assert all(d_end <= start or d_start >= end for _, d_start, d_end, _ in decodes)
 
 
+def test_engine_threads_spin_only_where_nothing_decodes_beside_them(tiny, photos, monkeypatch):
+    from deepfake_detect.inference import engines
+
+    spinning, sleeping = engines.session_options(2, spin=True), engines.session_options(2)
+    assert spinning.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert sleeping.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    for options in (spinning, sleeping):  # never spinning on once a call has returned
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    for cpus, decoded_between_calls in ((2, True), (4, False)):
+        monkeypatch.setattr(engines, "cpu_count", lambda cpus=cpus: cpus)
+        assert load_detector(tiny).engine.spin is decoded_between_calls
+        assert load_detector(tiny, spin=False).engine.spin is False
+    scores = [
+        [p.to_dict() for p in load_detector(tiny, spin=spin).iter_scores(photos, batch_size=5)]
+        for spin in (True, False)
+    ]
+    assert scores[0] == scores[1]
+
+
+@pytest.mark.parametrize(("workers", "spin"), [(None, None), (0, True), (1, False)])
+def test_predict_keeps_the_engine_from_spinning_beside_decoding_threads(
+    tiny, photos, capsys, monkeypatch, workers, spin
+):
+    from deepfake_detect import inference
+
+    asked = []
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("spin"))
+        return load_detector(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "load_detector", recording)  # as predict imports it
+    extra = [] if workers is None else ["--workers", workers]
+    code, _, err = run_cli(["predict", photos[0], "--model", tiny, *extra], capsys, monkeypatch)
+    assert code == 0, err
+    assert asked == [spin]
+
+
 def run_cli(args, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["deepfake-detect", *map(str, args)])
     try:

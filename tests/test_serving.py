@@ -264,6 +264,12 @@ def test_not_ready_until_the_model_is_loaded_and_it_loads_once(model, monkeypatc
     assert len(loads) == 1
 
 
+def test_the_service_engine_never_spins_while_uploads_are_decoded(model):
+    with TestClient(create_app(ServiceSettings(model=str(model)))) as client:
+        ready(client)
+        assert client.app.state.service.detector.engine.spin is False
+
+
 def test_a_model_that_fails_to_load_says_why(tmp_path):
     with TestClient(create_app(ServiceSettings(model=str(tmp_path / "missing")))) as client:
         for _ in range(100):

@@ -99,7 +99,10 @@ def predict(
     if output is not None and str(output) != STDOUT and world.main:
         check_output_path(output)
     files, skipped = scan_inputs(paths)
-    detector = load_detector(model, device=device, engine=engine, precision=precision)
+    detector = load_detector(
+        model, device=device, engine=engine, precision=precision,
+        spin=None if workers is None else workers == 0,  # nothing decodes beside the engine
+    )  # fmt: skip
     cut = detector.threshold if threshold is None else check_threshold(threshold)
     header = {**detector.info(), "threshold": cut}
     width = max([len("path"), *(len(str(f)) for f in files)])

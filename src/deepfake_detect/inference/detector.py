@@ -326,7 +326,9 @@ class Detector:
     ) -> Iterator[Prediction]:
         """Predictions in input order, as each batch is scored. With `workers` >= 1, decoding
         the next batch in that many threads overlaps scoring this one; with 0, each batch is
-        decoded on every CPU between the engine's calls, so that the two never contend."""
+        decoded on every CPU between the engine's calls, so that the two never contend. (Give
+        workers >= 1 to a detector loaded with `spin=False`, or its spinning engine threads take
+        CPU from the decoding ones; the CLI does.)"""
         check_batching(batch_size, workers)
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         workers = default_workers() if workers is None else workers
@@ -463,9 +465,9 @@ def default_workers() -> int:
     calls, 167 with one thread beside and 166 with two (three and four busy threads on two
     CPUs, which the rule forbids). With more CPUs one thread decodes the next batch while this
     one is scored (not measured: no such machine)."""
-    from deepfake_detect.inference.engines import cpu_count
+    from deepfake_detect.inference.engines import decodes_between_calls
 
-    return 0 if cpu_count() <= 2 else 1
+    return 0 if decodes_between_calls() else 1
 
 
 def _is_single(inputs) -> bool:
@@ -480,13 +482,16 @@ def load_detector(
     engine: str = "onnx",
     precision: str = "auto",
     threads: int | None = None,
+    spin: bool | None = None,
 ) -> Detector:
     """Load a detector from a run folder, an exported .onnx file, or the bundled model (None).
 
     engine onnx (the default) scores on the CPU with ONNX Runtime, without importing torch; a
     run folder is exported to ONNX once, beside its weights. precision auto is fp32, or the
     folder's int8 file when torch is missing to export fp32 (the bundled model ships one).
-    engine torch runs PyTorch, on a GPU when device allows.
+    engine torch runs PyTorch, on a GPU when device allows. spin lets ONNX Runtime's threads
+    spin during a call: by default where batches are decoded between calls; pass False when
+    other threads decode beside scoring (`iter_scores(workers=N)`, a server).
     """
     from deepfake_detect.devices import check_device_name
     from deepfake_detect.inference.engines import OnnxEngine, check_engine_name
@@ -503,7 +508,7 @@ def load_detector(
         _check_onnx_device(device)
         if not path.is_file():
             raise ModelError(f"{path}: model not found")
-        onnx_engine = OnnxEngine(path, threads=threads)
+        onnx_engine = OnnxEngine(path, threads=threads, spin=spin)
         config = config_from_metadata(path, onnx_engine.metadata)
         folder = path.parent if (path.parent / CONFIG_NAME).is_file() else None
         return Detector(config, onnx_engine, folder)
@@ -511,7 +516,7 @@ def load_detector(
     config = read_config(model_dir)
     if engine == "onnx":
         _check_onnx_device(device)
-        onnx_engine = onnx_engine_for_folder(model_dir, precision, threads)
+        onnx_engine = onnx_engine_for_folder(model_dir, precision, threads, spin)
         return Detector(config, onnx_engine, model_dir)
     if precision == "int8":
         raise ValueError("--precision int8 needs --engine onnx")

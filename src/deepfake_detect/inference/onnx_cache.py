@@ -23,7 +23,11 @@ log = logging.getLogger("deepfake_detect")
 
 
 def fresh_engine(
-    model_dir: Path, precision: str, weights_sha256: str, threads: int | None = None
+    model_dir: Path,
+    precision: str,
+    weights_sha256: str,
+    threads: int | None = None,
+    spin: bool | None = None,
 ) -> OnnxEngine | None:
     """The folder's ONNX file at this precision, loaded, when it was exported from the current
     weights (the session is created once: its metadata tells whether the file is fresh)."""
@@ -31,7 +35,7 @@ def fresh_engine(
         if not path.is_file():
             continue
         try:
-            engine = OnnxEngine(path, threads=threads)
+            engine = OnnxEngine(path, threads=threads, spin=spin)
         except ModelError:  # truncated or foreign
             log.info("%s: unreadable; ignoring it", path)
             continue
@@ -46,7 +50,7 @@ class NeedsTorch(ModelError):
 
 
 def onnx_engine_for_folder(
-    model_dir: Path, precision: str = "auto", threads: int | None = None
+    model_dir: Path, precision: str = "auto", threads: int | None = None, spin: bool | None = None
 ) -> OnnxEngine:
     """The ONNX engine to score a model folder with, exporting the fp32 file once when missing.
 
@@ -57,7 +61,7 @@ def onnx_engine_for_folder(
     check_precision_name(precision)
     weights_sha256 = weights_hash(model_dir)
     if precision == "int8":
-        int8 = fresh_engine(model_dir, "int8", weights_sha256, threads)
+        int8 = fresh_engine(model_dir, "int8", weights_sha256, threads, spin)
         if int8 is None:
             raise ModelError(
                 f"{model_dir}: no int8 ONNX file for these weights; make one with "
@@ -65,14 +69,14 @@ def onnx_engine_for_folder(
                 f"--output {model_dir / ONNX_NAMES['int8']}`"
             )
         return int8
-    found = fresh_engine(model_dir, "fp32", weights_sha256, threads)
+    found = fresh_engine(model_dir, "fp32", weights_sha256, threads, spin)
     if found is not None:
         return found
     try:
-        return OnnxEngine(export_once(model_dir, weights_sha256), threads=threads)
+        return OnnxEngine(export_once(model_dir, weights_sha256), threads=threads, spin=spin)
     except NeedsTorch:
         int8 = (
-            fresh_engine(model_dir, "int8", weights_sha256, threads)
+            fresh_engine(model_dir, "int8", weights_sha256, threads, spin)
             if precision == "auto"
             else None
         )

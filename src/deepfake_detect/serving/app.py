@@ -83,7 +83,10 @@ class ServiceState:
 
     def load(self) -> Detector:
         s = self.settings
-        return load_detector(s.model, s.device, engine=s.engine, precision=s.precision)
+        # uploads are decoded while the engine scores: its threads must not spin
+        return load_detector(
+            s.model, s.device, engine=s.engine, precision=s.precision, spin=False
+        )
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
