@@ -431,7 +431,7 @@ def test_benchmark_measures_every_figure_in_one_run(tiny, photos, monkeypatch):
     from deepfake_detect.inference.benchmark import format_benchmark, run_benchmark
 
     # a GEMM rate below what the engines reach: the table must say the limit is understated
-    monkeypatch.setattr(benchmark, "gemm_rate", lambda threads, window: (1e3, "numpy"))
+    monkeypatch.setattr(benchmark, "gemm_windows", lambda threads, window: {"numpy": lambda: 1e3})
     result = run_benchmark(tiny, [photos[0].parent], seconds=0.2, memory_files=(4, 8))
     figures, ratios = result.figures, result.ratios()
     for key in (
@@ -458,19 +458,31 @@ def test_benchmark_measures_every_figure_in_one_run(tiny, photos, monkeypatch):
 def test_gemm_rate_is_the_best_of_every_library_at_hand(monkeypatch):
     from deepfake_detect.inference import benchmark
 
+    windows = benchmark.gemm_windows(1, window=0.01, n=64)
+    assert {"numpy", "onnxruntime"} <= set(windows) <= {"numpy", "torch", "onnxruntime"}
+    assert all(window() > 0 for window in windows.values())
     rate, source = benchmark.gemm_rate(1, window=0.01, n=64)
-    assert rate > 0 and source in ("numpy", "torch", "onnxruntime")
-    # ONNX Runtime's MatMul is measured last; when it is the fastest, it sets the rate
-    measured = []
+    assert rate > 0 and source in windows
+    # ONNX Runtime's MatMul, the engine's own kernels: when it is the fastest, it sets the rate
+    fastest = {"numpy": 2.0, "torch": 1.0, "onnxruntime": 3.0}
+    monkeypatch.setattr(benchmark, "best_interleaved", lambda w: {k: fastest[k] for k in w})
+    assert benchmark.gemm_rate(1, window=0.01, n=64) == (3.0, "onnxruntime")
 
-    def rising(work, window):
-        work()
-        measured.append(len(measured) + 1.0)
-        return measured[-1]
 
-    monkeypatch.setattr(benchmark, "_best_rate", rising)
-    rate, source = benchmark.gemm_rate(1, window=0.01, n=64)
-    assert source == "onnxruntime" and rate == 2 * 64**3 * measured[-1]
+def test_the_figures_of_a_ratio_are_measured_in_turn_and_each_keeps_its_best():
+    from deepfake_detect.inference.benchmark import best_interleaved
+
+    calls = []
+
+    def window(name, rates):
+        rates = iter(rates)
+        return lambda: calls.append(name) or next(rates)
+
+    best = best_interleaved(
+        {"model": window("model", [5, 9, 7]), "limit": window("limit", [4, 3, 6])}, rounds=3
+    )
+    assert calls == ["model", "limit"] * 3  # a window of each in every round
+    assert best == {"model": 9, "limit": 6}
 
 
 def test_gemm_model_is_a_matmul_without_the_onnx_package():

@@ -6,10 +6,17 @@ pipeline (reading, decoding, resizing, scoring) on JPEG files; the fp32 GEMM rat
 thread count (best of numpy's BLAS, torch and ONNX Runtime's own MatMul), which with the
 model's FLOPs sets a limit in images/s; the cold start of one `predict` in a new process; and
 the peak memory of scoring 1,000 and 10,000 files.
+
+The rates that a ratio divides (the engines, the pipeline, the GEMM rate of each library) are
+measured in turn, a short window of each per round, and each keeps its best window: so the two
+sides of a ratio come from the same minute of a shared host whose load drifts. The variants
+that justify the defaults (images per ONNX Runtime call, decoding threads) follow, each on its
+own.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -98,44 +105,74 @@ def throughput(score, batch: np.ndarray, seconds: float) -> float:
     """Images/s of `score(batch)` after one warm-up call: the best of ROUNDS windows of at
     least seconds / ROUNDS each."""
     score(batch)
-    best = 0.0
-    for _ in range(ROUNDS):
-        done, start = 0, time.perf_counter()
-        while True:
-            score(batch)
-            done += len(batch)
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds / ROUNDS:
-                break
-        best = max(best, done / elapsed)
+    window = rate_window(lambda: score(batch), len(batch), seconds / ROUNDS)
+    return best_interleaved({"score": window})["score"]
+
+
+def rate_window(work, units: float, seconds: float):
+    """One window of a measurement: `work()` called until `seconds` have passed (at least
+    once); it returns units per second."""
+
+    def window() -> float:
+        calls, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds or calls == 0:
+            work()
+            calls += 1
+        return units * calls / elapsed
+
+    return window
+
+
+def best_interleaved(windows: dict, rounds: int = ROUNDS) -> dict[str, float]:
+    """The best rate of each measurement over `rounds` rounds, each round one window of every
+    measurement in turn. The figures a ratio divides then come from the same minute: on a
+    shared host whose load moves a rate by a fifth within minutes, measuring one figure after
+    the other moved the fp32 / limit ratio between 0.65 and 0.77 in three runs of one code."""
+    best = dict.fromkeys(windows, 0.0)
+    for _ in range(rounds):
+        for name, window in windows.items():
+            best[name] = max(best[name], window())
     return best
 
 
-def gemm_rate(threads: int, window: float = 1.0, n: int = 2048) -> tuple[float, str]:
-    """The best fp32 matrix-multiply rate (FLOP/s) at `threads` of numpy's BLAS, torch and ONNX
-    Runtime's MatMul: for each, the best of ROUNDS windows of `window` seconds, the windows the
-    engines get. ONNX Runtime's is the kernel library the engine runs on, and the one that
-    knows the newest CPUs: on an AMD EPYC of the Zen 5 generation numpy's OpenBLAS took its
-    AVX2 path (232-255 GFLOP/s) and torch's did no better, while ONNX Runtime reached
-    441-470 (2026-12-06), so a limit from the first two was exceeded by the engine it bounds."""
+def gemm_windows(threads: int, window: float = 1.0, n: int = 2048) -> dict:
+    """One window function per library at hand (numpy's BLAS, torch, ONNX Runtime's MatMul),
+    each returning the fp32 matrix-multiply rate in FLOP/s at `threads` threads. ONNX Runtime's
+    is the kernel library the engine runs on, and the one that knows the newest CPUs: on an AMD
+    EPYC of the Zen 5 generation numpy's OpenBLAS took its AVX2 path (232-255 GFLOP/s) and
+    torch's did no better, while ONNX Runtime reached 441-470 (2026-12-06), so a limit from the
+    first two was exceeded by the engine it bounds."""
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    rates = {}
-    with threadpool_limits(threads):
-        rates["numpy"] = 2 * n**3 * _best_rate(lambda: a @ b, window)
+    flops = 2 * n**3
+    windows = {}
+    numpy_window = rate_window(lambda: a @ b, flops, window)
+
+    def numpy_rate() -> float:
+        with threadpool_limits(threads):
+            return numpy_window()
+
+    windows["numpy"] = numpy_rate
     try:
         import torch
     except ImportError:
         pass
     else:
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        rates["torch"] = 2 * n**3 * _best_rate(lambda: torch.mm(ta, tb), window)
-        torch.set_num_threads(before)
+        torch_window = rate_window(lambda: torch.mm(ta, tb), flops, window)
+
+        def torch_rate() -> float:
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                return torch_window()
+            finally:
+                torch.set_num_threads(before)
+
+        windows["torch"] = torch_rate
     import onnxruntime as ort
 
     from deepfake_detect.inference.engines import session_options
@@ -143,7 +180,15 @@ def gemm_rate(threads: int, window: float = 1.0, n: int = 2048) -> tuple[float, 
     options = session_options(threads)
     session = ort.InferenceSession(matmul_model(n), options, providers=["CPUExecutionProvider"])
     feeds = {"a": a, "b": b}
-    rates["onnxruntime"] = 2 * n**3 * _best_rate(lambda: session.run(None, feeds), window)
+    session.run(None, feeds)  # the first call allocates
+    windows["onnxruntime"] = rate_window(lambda: session.run(None, feeds), flops, window)
+    return windows
+
+
+def gemm_rate(threads: int, window: float = 1.0, n: int = 2048) -> tuple[float, str]:
+    """The best fp32 matrix-multiply rate (FLOP/s) at `threads` of the libraries at hand
+    (`gemm_windows`), each the best of ROUNDS windows of `window` seconds, and its library."""
+    rates = best_interleaved(gemm_windows(threads, window, n))
     best = max(rates, key=rates.get)
     return rates[best], best
 
@@ -175,19 +220,6 @@ def matmul_model(n: int) -> bytes:
     graph = field_(1, node) + field_(2, b"gemm") + field_(11, matrix("a"))
     graph += field_(11, matrix("b")) + field_(12, matrix("c"))
     return field_(1, 8) + field_(7, graph) + field_(8, field_(1, b"") + field_(2, 17))
-
-
-def _best_rate(work, window: float) -> float:
-    """Calls per second of `work`: the best of ROUNDS windows of at least `window` seconds."""
-    work()
-    best = 0.0
-    for _ in range(ROUNDS):
-        calls, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < window or calls == 0:
-            work()
-            calls += 1
-        best = max(best, calls / elapsed)
-    return best
 
 
 def model_flops(model_dir: Path) -> float | None:
@@ -304,23 +336,35 @@ def run_benchmark(
             bench.notes.append("pipeline and memory on synthetic 256 px JPEGs (no --images)")
         default = load_detector(model_dir)
         batch = image_batch(default, files, batch_size)
-        say(f"engines at {bench.threads} threads, batch {batch_size}, {seconds:g} s each")
-        measure_engines(bench, model_dir, batch, seconds)
+        say(
+            f"engines, the pipeline and the fp32 GEMM rate at {bench.threads} threads, batch "
+            f"{batch_size}: {ROUNDS} rounds of a {seconds / ROUNDS:g} s window each"
+        )
+        window = seconds / ROUNDS
+        windows = engine_windows(bench, model_dir, batch, window)
+        windows["pipeline"] = pipeline_window(bench, default, files, window)
+        flops = model_flops(model_dir)
+        gemm = {f"gemm {name}": w for name, w in gemm_windows(bench.threads, window).items()}
+        best = best_interleaved({**windows, **gemm})
+        f["eager_images_s"] = best.get("eager")
+        f["onnx_fp32_images_s"] = best["onnx_fp32"]
+        f["reduced_images_s"] = best.get("int8")
         f["default_images_s"] = f[
             "reduced_images_s" if default.engine.precision == "int8" else "onnx_fp32_images_s"
         ]
         bench.notes.append(f"default engine: onnx {default.engine.precision}")
-        say("end-to-end pipeline on JPEG files")
-        measure_pipeline(bench, default, files, seconds)
-        say("FLOPs per image and the fp32 GEMM rate")
-        flops = model_flops(model_dir)
-        rate, source = gemm_rate(bench.threads, seconds / ROUNDS)
-        f |= {"flops_per_image": flops, "gemm_flop_s": rate}
-        f["limit_images_s"] = rate / flops if flops else None
+        f["pipeline_images_s"] = best["pipeline"]
+        source = max(gemm, key=best.get)
+        f |= {"flops_per_image": flops, "gemm_flop_s": best[source]}
+        f["limit_images_s"] = best[source] / flops if flops else None
         bench.notes.append(
-            f"GEMM rate: 2048 x 2048 fp32, best of numpy, torch and onnxruntime ({source}), "
-            f"best of {ROUNDS} windows of {seconds / ROUNDS:g} s like every rate here"
+            f"GEMM rate: 2048 x 2048 fp32, best of numpy, torch and onnxruntime "
+            f"({source.removeprefix('gemm ')}); every rate of a ratio is the best of {ROUNDS} "
+            f"windows of {window:g} s, taken in turn with the others' (a round of each, "
+            f"{ROUNDS} times)"
         )
+        say("images per call and decoding threads (each on its own)")
+        measure_variants(bench, model_dir, default, files, batch, window)
         fastest = max(f.get("onnx_fp32_images_s") or 0.0, f.get("eager_images_s") or 0.0)
         if f["limit_images_s"] and fastest > f["limit_images_s"]:
             bench.notes.append(
@@ -332,56 +376,70 @@ def run_benchmark(
     return bench
 
 
-def measure_engines(bench: Benchmark, model_dir: Path, batch: np.ndarray, seconds: float):
+def engine_windows(bench: Benchmark, model_dir: Path, batch: np.ndarray, window: float) -> dict:
+    """A window function per engine (`eager` where torch is installed, `onnx_fp32`, `int8`
+    where the folder has an int8 file), each warmed up by one call; absent ones are noted."""
     from deepfake_detect.inference.onnx_cache import fresh_engine, onnx_engine_for_folder
     from deepfake_detect.inference.onnx_files import weights_hash
 
-    f = bench.figures
+    engines = {}
     try:
         import torch
 
         from deepfake_detect.inference.detector import load_detector
     except ImportError:
-        f["eager_images_s"] = None
         bench.notes.append("PyTorch eager not measured: torch is not installed")
     else:
         torch.set_num_threads(bench.threads)
-        eager = load_detector(model_dir, device="cpu", engine="torch").engine
-        f["eager_images_s"] = throughput(eager.logits, batch, seconds)
-        del eager
-    fp32 = onnx_engine_for_folder(model_dir, "fp32", bench.threads)
-    f["onnx_fp32_images_s"] = throughput(fp32.logits, batch, seconds)
-    default_sub_batch = fp32.sub_batch
-    for size in (1, 2, 8, 32):  # the evidence for engines.ONNX_SUB_BATCH
-        fp32.sub_batch = size
-        f[f"onnx_fp32_images_s_sub_batch_{size}"] = throughput(fp32.logits, batch, seconds / 2)
-    fp32.sub_batch = default_sub_batch
+        engines["eager"] = load_detector(model_dir, device="cpu", engine="torch").engine
+    engines["onnx_fp32"] = onnx_engine_for_folder(model_dir, "fp32", bench.threads)
     int8 = fresh_engine(model_dir, "int8", weights_hash(model_dir), bench.threads)
     if int8 is None:
-        f["reduced_images_s"] = None
         bench.notes.append("no int8 file: make one with `deepfake-detect export --precision int8`")
     else:
-        f["reduced_images_s"] = throughput(int8.logits, batch, seconds)
+        engines["int8"] = int8
+    windows = {}
+    for name, engine in engines.items():
+        engine.logits(batch)  # warm-up
+        windows[name] = rate_window(functools.partial(engine.logits, batch), len(batch), window)
+    return windows
 
 
-def measure_pipeline(bench: Benchmark, detector, files: list[Path], seconds: float) -> None:
-    """Images/s from file names to scores, with 0, 1 and 2 decoding threads beside the
-    engine's; the default's figure is `pipeline_images_s`."""
-    from deepfake_detect.inference.detector import default_workers
+def pipeline_window(bench: Benchmark, detector, files: list[Path], window: float, workers=None):
+    """A window function of the `predict` pipeline: images/s from file names to scores, over
+    enough copies of `files` for about `window` seconds (sized by one pass over them, which
+    also warms it up); `workers` decoding threads beside the engine (default: the default)."""
 
-    n = max(len(files), int(bench.figures["default_images_s"] * seconds / ROUNDS))
+    def one_pass(inputs) -> float:
+        start = time.perf_counter()
+        for _ in detector.iter_scores(inputs, batch_size=bench.batch_size, workers=workers):
+            pass
+        return len(inputs) / (time.perf_counter() - start)
+
+    n = max(len(files), int(one_pass(files) * window))
     inputs = (files * math.ceil(n / len(files)))[:n]
+    return functools.partial(one_pass, inputs)
+
+
+def measure_variants(bench, model_dir: Path, detector, files, batch: np.ndarray, window: float):
+    """The evidence for the defaults, each measured on its own: fp32 images per ONNX Runtime
+    call (`engines.ONNX_SUB_BATCH`), and 0, 1 and 2 decoding threads beside the engine
+    (`detector.default_workers`; the default's figure is the interleaved one)."""
+    from deepfake_detect.inference.detector import default_workers
+    from deepfake_detect.inference.onnx_cache import onnx_engine_for_folder
+
+    f = bench.figures
+    fp32 = onnx_engine_for_folder(model_dir, "fp32", bench.threads)
+    for size in (1, 2, 8, 32):
+        fp32.sub_batch = size
+        f[f"onnx_fp32_images_s_sub_batch_{size}"] = throughput(fp32.logits, batch, window * 2.5)
     for workers in (0, 1, 2):
-        best = 0.0
-        for _ in range(ROUNDS):
-            start = time.perf_counter()
-            for _ in detector.iter_scores(inputs, batch_size=bench.batch_size, workers=workers):
-                pass
-            best = max(best, n / (time.perf_counter() - start))
-        bench.figures[f"pipeline_images_s_workers_{workers}"] = best
-    bench.figures["pipeline_images_s"] = bench.figures[
-        f"pipeline_images_s_workers_{default_workers()}"
-    ]
+        key = f"pipeline_images_s_workers_{workers}"
+        if workers == default_workers():
+            f[key] = f["pipeline_images_s"]
+            continue
+        measure = pipeline_window(bench, detector, files, window, workers)
+        f[key] = best_interleaved({"pipeline": measure})["pipeline"]
 
 
 def measure_processes(bench, model, files: list[Path], tmp: Path, memory_files) -> None:
