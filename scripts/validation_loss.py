@@ -50,8 +50,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as scratch:
         # the run's own options (its data, manifest and split seed: its split) in a scratch folder
-        stored.update(output=str(Path(scratch) / "run"), resume=False, progress=False,
-                      audit=False, init_from=str(args.model))  # fmt: skip
+        stored.update(
+            output=str(Path(scratch) / "run"),
+            resume=False,
+            progress=False,
+            init_from=str(args.model),
+        )
         try:
             trainer = Trainer(TrainOptions(**stored))
             check_same_split(trainer.splits.valid, args.run / "split.csv")
