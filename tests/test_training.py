@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_options
+from conftest import load_script, tiny_options
 from safetensors.torch import load_file
 
 from deepfake_detect.data.datasets import read_split_csv
@@ -298,6 +298,25 @@ def test_measure_validation_repeats_the_runs_own_figure(trained_run, multi_sourc
         best = min(float(row["val_loss"]) for row in csv.DictReader(f))
     trainer = Trainer(tiny_options(multi_source_data, tmp_path / "run", init_from=trained_run))
     assert trainer.measure_validation()["val_loss"] == pytest.approx(best, abs=1e-5)
+
+
+def test_validation_loss_script_measures_a_model_on_a_runs_validation(
+    trained_run, tmp_path, capsys
+):
+    script = load_script("validation_loss")
+    with open(trained_run / "history.csv") as f:
+        best = min(float(row["val_loss"]) for row in csv.DictReader(f))
+    assert script.main(["--run", str(trained_run), "--model", str(trained_run)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("seed 0: ") and f"validation loss {best:.4f}," in line
+    with pytest.raises(SystemExit, match="no readable options.json"):
+        script.main(["--run", str(tmp_path), "--model", str(trained_run)])
+    moved = tmp_path / "moved"  # a run whose recorded split its options no longer give
+    shutil.copytree(trained_run, moved)
+    text = (moved / "split.csv").read_text()
+    (moved / "split.csv").write_text(text.replace(",valid\n", ",train\n", 1))
+    with pytest.raises(SystemExit, match="no longer give its validation images"):
+        script.main(["--run", str(moved), "--model", str(trained_run)])
 
 
 def test_init_from_refuses_another_network(trained_run, multi_source_data, tmp_path):
