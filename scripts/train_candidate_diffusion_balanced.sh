@@ -6,7 +6,9 @@
 # The split is B's: the first model's manifest (as it stood before the second edition shipped,
 # taken from git), the same seed and fractions, so the real photos are split as for A and the
 # diffusion faces as for B. Judged against A by the rule's diffusion gate.
-# AUGMENT replaces the augmentation (candidate E: scripts/train_candidate_diffusion_flip.sh).
+# AUGMENT replaces the augmentation (candidate E: scripts/train_candidate_diffusion_flip.sh);
+# arguments are added to the command, and replace its options of the same name (a later option
+# wins: candidate H, scripts/train_candidate_warm_restart.sh).
 #   bash scripts/train_candidate_diffusion_balanced.sh      (resumes when RUN exists)
 #   SPLIT_FROM=... bash scripts/score_candidate.sh /work/exp/candidate-d candidate-d
 set -euo pipefail
@@ -26,4 +28,4 @@ deepfake-detect train --data "$DATA" --fake-only "$FAKE_ONLY" --output "$RUN" "$
     --reencode jpeg:60-95 --augment "$AUGMENT" --figure-history 0.25 --balance-sources \
     --frozen-epochs 2 --finetune-epochs 6 --patience 6 --select-by loss \
     --lr 1e-3 --finetune-lr 1e-4 --batch-size 32 --workers 2 \
-    --valid-fraction 0.1 --test-fraction 0.21 --seed 0 --device auto
+    --valid-fraction 0.1 --test-fraction 0.21 --seed 0 --device auto "$@"

@@ -424,8 +424,9 @@ def pipeline_window(bench: Benchmark, detector, files: list[Path], window: float
 def measure_variants(bench, model_dir: Path, detector, files, batch: np.ndarray, window: float):
     """The evidence for the defaults, each measured on its own: fp32 images per ONNX Runtime
     call (`engines.ONNX_SUB_BATCH`), and 0, 1 and 2 decoding threads beside the engine
-    (`detector.default_workers`; the default's figure is the interleaved one)."""
-    from deepfake_detect.inference.detector import default_workers
+    (`detector.default_workers`; the default's figure is the interleaved one), each with the
+    engine `predict --workers N` loads: spinning only where nothing decodes beside it."""
+    from deepfake_detect.inference.detector import default_workers, load_detector
     from deepfake_detect.inference.onnx_cache import onnx_engine_for_folder
 
     f = bench.figures
@@ -438,6 +439,8 @@ def measure_variants(bench, model_dir: Path, detector, files, batch: np.ndarray,
         if workers == default_workers():
             f[key] = f["pipeline_images_s"]
             continue
+        if detector.engine.spin != (workers == 0):
+            detector = load_detector(model_dir, spin=workers == 0)
         measure = pipeline_window(bench, detector, files, window, workers)
         f[key] = best_interleaved({"pipeline": measure})["pipeline"]
 
