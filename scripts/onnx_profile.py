@@ -102,7 +102,11 @@ def main() -> None:
     from deepfake_detect.errors import DetectorError
     from deepfake_detect.inference.benchmark import gemm_rate
     from deepfake_detect.inference.detector import resolve_model
-    from deepfake_detect.inference.engines import ONNX_SUB_BATCH, cpu_count
+    from deepfake_detect.inference.engines import (
+        ONNX_LANE_SUB_BATCH,
+        ONNX_SUB_BATCH,
+        cpu_count,
+    )
     from deepfake_detect.inference.onnx_cache import onnx_engine_for_folder
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -111,9 +115,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.calls < 1:
         raise SystemExit("error: --calls must be at least 1")
-    threads, batch = cpu_count(), ONNX_SUB_BATCH
+    # as one of the engine's lanes runs it: one thread per lane where there are several CPUs
+    threads = 1 if cpu_count() > 1 else cpu_count()
+    batch = ONNX_LANE_SUB_BATCH if cpu_count() > 1 else ONNX_SUB_BATCH
     try:
-        path = onnx_engine_for_folder(resolve_model(args.model), "fp32", threads).path
+        path = onnx_engine_for_folder(resolve_model(args.model), "fp32").path
     except DetectorError as exc:
         raise SystemExit(f"error: {exc}") from None
     times, conv_nodes, rate = profile(path, threads, batch, args.calls)

@@ -247,13 +247,13 @@ def test_decoding_threads_change_nothing_but_speed(tiny, photos, workers):
     assert got == expected
 
 
-def test_a_batch_loaded_on_all_threads_keeps_its_order_and_loads_each_item_once():
+def test_work_run_on_threads_keeps_its_order_and_runs_each_item_once():
     import collections
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from deepfake_detect.inference.detector import _load_on_all
+    from deepfake_detect.inference.engines import run_on_threads
 
     calls, threads = collections.Counter(), set()
 
@@ -263,13 +263,39 @@ def test_a_batch_loaded_on_all_threads_keeps_its_order_and_loads_each_item_once(
         time.sleep(0.02 if item % 5 == 0 else 0)  # uneven: a thread that is free takes more
         return item * 10
 
-    with ThreadPoolExecutor(2) as pool:
-        assert _load_on_all(pool, 2, load, list(range(23))) == [i * 10 for i in range(23)]
-        assert _load_on_all(pool, 2, load, []) == []
+    with ThreadPoolExecutor(1) as pool:
+        assert run_on_threads(pool, 2, load, list(range(23))) == [i * 10 for i in range(23)]
+        assert run_on_threads(pool, 2, load, []) == []
         with pytest.raises(ZeroDivisionError):
-            _load_on_all(pool, 2, lambda item: 1 / item, [3, 0, 4])
+            run_on_threads(pool, 2, lambda item: 1 / item, [3, 0, 4])
     assert set(calls.values()) == {1} and len(calls) == 23
-    assert len(threads) == 2 and threading.get_ident() not in threads
+    assert len(threads) == 2 and threading.get_ident() in threads  # this one and the pool's
+    assert run_on_threads(None, 1, load, [1, 2]) == [10, 20]
+
+
+def test_lanes_score_their_images_at_once_as_one_call_would(tiny, photos, tmp_path, monkeypatch):
+    import threading
+
+    from deepfake_detect.inference import engines
+
+    path = export_onnx(tiny, tmp_path / "lanes.onnx", images=[photos[0].parent]).path
+    batch = np.stack([load_detector(tiny).preprocess(p) for p in photos])
+    one = engines.OnnxEngine(path, threads=2, lanes=1)
+    two = engines.OnnxEngine(path, threads=2)
+    assert (one.lanes, one.sub_batch, two.lanes, two.sub_batch) == (1, 2, 2, 1)
+    assert two.session.get_session_options().intra_op_num_threads == 1
+    callers = set()
+    run = two._run
+    monkeypatch.setattr(two, "_run", lambda part: callers.add(threading.get_ident()) or run(part))
+    np.testing.assert_allclose(two.logits(batch), one.logits(batch), atol=1e-5)
+    assert len(callers) == 2 and len(two.logits(batch[:1])) == 1
+    for lanes in (0, 3):
+        with pytest.raises(ValueError, match="lanes must be 1 to 2"):
+            engines.OnnxEngine(path, threads=2, lanes=lanes)
+    monkeypatch.setattr(engines, "cpu_count", lambda: 2)
+    assert load_detector(tiny).engine.lanes == 2 and load_detector(path).engine.lanes == 2
+    for model in (tiny, path):
+        assert load_detector(model, lanes=1).engine.lanes == 1
 
 
 def test_without_decoding_threads_a_batch_is_decoded_on_every_cpu_between_engine_calls(
@@ -303,7 +329,7 @@ def test_without_decoding_threads_a_batch_is_decoded_on_every_cpu_between_engine
     decodes = [e for e in events if e[0] == "decode"]
     scores = [e for e in events if e[0] == "score"]
     assert len(decodes) == len(photos) and len(scores) == -(-len(photos) // 3)
-    assert all(d[3] != threading.get_ident() for d in decodes)  # the pool's threads
+    assert len({d[3] for d in decodes}) == 2  # on both CPUs
     for _, start, end, _ in scores:  # the engine never runs while an image is decoded
         assert all(d_end <= start or d_start >= end for _, d_start, d_end, _ in decodes)
 
@@ -446,6 +472,8 @@ def test_benchmark_measures_every_figure_in_one_run(tiny, photos, monkeypatch):
     ):
         assert figures[key] and figures[key] > 0, key  # fmt: skip
     assert figures["reduced_images_s"] is None  # no int8 file in this folder: said so
+    assert figures["onnx_fp32_lanes"] == result.threads  # a lane per thread, against one lane
+    assert result.threads == 1 or figures["onnx_fp32_images_s_lanes_1"] > 0
     assert any("int8" in note for note in result.notes)
     assert ratios["onnx_fp32_vs_eager"] == figures["onnx_fp32_images_s"] / figures["eager_images_s"]
     assert ratios["reduced_vs_onnx_fp32"] is None

@@ -392,8 +392,8 @@ def engine_windows(bench: Benchmark, model_dir: Path, batch: np.ndarray, window:
     else:
         torch.set_num_threads(bench.threads)
         engines["eager"] = load_detector(model_dir, device="cpu", engine="torch").engine
-    engines["onnx_fp32"] = onnx_engine_for_folder(model_dir, "fp32", bench.threads)
-    int8 = fresh_engine(model_dir, "int8", weights_hash(model_dir), bench.threads)
+    engines["onnx_fp32"] = onnx_engine_for_folder(model_dir, "fp32", threads=bench.threads)
+    int8 = fresh_engine(model_dir, "int8", weights_hash(model_dir), threads=bench.threads)
     if int8 is None:
         bench.notes.append("no int8 file: make one with `deepfake-detect export --precision int8`")
     else:
@@ -423,17 +423,24 @@ def pipeline_window(bench: Benchmark, detector, files: list[Path], window: float
 
 def measure_variants(bench, model_dir: Path, detector, files, batch: np.ndarray, window: float):
     """The evidence for the defaults, each measured on its own: fp32 images per ONNX Runtime
-    call (`engines.ONNX_SUB_BATCH`), and 0, 1 and 2 decoding threads beside the engine
+    call (`engines.ONNX_LANE_SUB_BATCH`), the threads in one lane (all on one call at a time,
+    spinning) rather than one lane each (`engines.OnnxEngine`), and 0, 1 and 2 decoding threads
+    beside the engine
     (`detector.default_workers`; the default's figure is the interleaved one), each with the
     engine `predict --workers N` loads: spinning only where nothing decodes beside it."""
     from deepfake_detect.inference.detector import default_workers, load_detector
+    from deepfake_detect.inference.engines import OnnxEngine
     from deepfake_detect.inference.onnx_cache import onnx_engine_for_folder
 
     f = bench.figures
-    fp32 = onnx_engine_for_folder(model_dir, "fp32", bench.threads)
+    fp32 = onnx_engine_for_folder(model_dir, "fp32", threads=bench.threads)
     for size in (1, 2, 8, 32):
         fp32.sub_batch = size
         f[f"onnx_fp32_images_s_sub_batch_{size}"] = throughput(fp32.logits, batch, window * 2.5)
+    f["onnx_fp32_lanes"] = fp32.lanes
+    if fp32.lanes > 1:
+        one_lane = OnnxEngine(fp32.path, threads=bench.threads, lanes=1, spin=True)
+        f["onnx_fp32_images_s_lanes_1"] = throughput(one_lane.logits, batch, window * 2.5)
     for workers in (0, 1, 2):
         key = f"pipeline_images_s_workers_{workers}"
         if workers == default_workers():
@@ -473,7 +480,9 @@ def format_benchmark(bench: Benchmark) -> str:
         f"(images per call 1/2/8/32: {num(f.get('onnx_fp32_images_s_sub_batch_1'))}/"
         f"{num(f.get('onnx_fp32_images_s_sub_batch_2'))}/"
         f"{num(f.get('onnx_fp32_images_s_sub_batch_8'))}/"
-        f"{num(f.get('onnx_fp32_images_s_sub_batch_32'))})",
+        f"{num(f.get('onnx_fp32_images_s_sub_batch_32'))}; "
+        f"1 lane instead of {f.get('onnx_fp32_lanes')}: "
+        f"{num(f.get('onnx_fp32_images_s_lanes_1'))})",
         f"ONNX int8               {num(f.get('reduced_images_s')):>8} images/s",
         f"predict pipeline        {num(f.get('pipeline_images_s')):>8} images/s "
         f"(decoding threads 0/1/2: {num(f.get('pipeline_images_s_workers_0'))}/"

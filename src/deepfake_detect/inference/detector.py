@@ -422,46 +422,29 @@ def _submit(pool, work, chunk):
     return None if chunk is None else (chunk, [pool.submit(work, item) for item in chunk])
 
 
-def _load_on_all(pool: ThreadPoolExecutor, threads: int, load, chunk: list) -> list:
-    """`[load(x) for x in chunk]` on `threads` threads of `pool`, each taking the next item
-    when it is done with one: one task per thread rather than one per item. Each task handed
-    over wakes a thread, and on two CPUs that cost about as much as the decoding it overlapped
-    (0.52 against 0.40 ms per 256 px face loaded between scoring calls)."""
-    results: list = [None] * len(chunk)
-    claim = itertools.count()  # next() on it is atomic: no item is taken twice
-
-    def work() -> None:
-        while (i := next(claim)) < len(chunk):
-            results[i] = load(chunk[i])
-
-    for task in [pool.submit(work) for _ in range(threads)]:
-        task.result()
-    return results
-
-
 @contextlib.contextmanager
 def _between_calls_loader(load):
     """A function that loads a batch while the engine waits for it: on one thread per CPU, or
     in this thread on one CPU. PIL and libjpeg-turbo decode and resize without the GIL."""
-    from deepfake_detect.inference.engines import cpu_count
+    from deepfake_detect.inference.engines import cpu_count, run_on_threads
 
     threads = cpu_count()
     if threads < 2:
         yield lambda chunk: [load(x) for x in chunk]
         return
-    with ThreadPoolExecutor(threads) as pool:
-        yield functools.partial(_load_on_all, pool, threads, load)
+    with ThreadPoolExecutor(threads - 1) as pool:  # this thread loads too
+        yield functools.partial(run_on_threads, pool, threads, load)
 
 
 def default_workers() -> int:
     """Decoding threads beside the engine's. On two CPUs, none: each batch is decoded on both
-    CPUs between the engine's calls, and ONNX Runtime's two threads then have the CPUs to
+    CPUs between the engine's calls, and the engine's two threads then have the CPUs to
     themselves (the issue's rule: never more busy threads than CPUs). Measured on two CPUs
     (`deepfake-detect benchmark`, images/s with 0 / 1 / 2 threads decoding beside scoring):
     71 / 70 / 72, 68 / 66 / 65 and 78 / 77 / 72 on an Intel Xeon, the batch then decoded in
     the scoring thread; on an AMD EPYC, in one run, 133-135 decoded in the scoring thread,
     137-142 on both CPUs between calls, 135-149 with one thread beside; on the Intel Xeon of
-    2026-12-05, with the loading of `_load_on_all` and `images.model_input`, 160 between
+    2026-12-05, with the loading of `engines.run_on_threads` and `images.model_input`, 160 between
     calls, 167 with one thread beside and 166 with two (three and four busy threads on two
     CPUs, which the rule forbids). With more CPUs one thread decodes the next batch while this
     one is scored (not measured: no such machine)."""
@@ -483,15 +466,18 @@ def load_detector(
     precision: str = "auto",
     threads: int | None = None,
     spin: bool | None = None,
+    lanes: int | None = None,
 ) -> Detector:
     """Load a detector from a run folder, an exported .onnx file, or the bundled model (None).
 
     engine onnx (the default) scores on the CPU with ONNX Runtime, without importing torch; a
     run folder is exported to ONNX once, beside its weights. precision auto is fp32, or the
     folder's int8 file when torch is missing to export fp32 (the bundled model ships one).
-    engine torch runs PyTorch, on a GPU when device allows. spin lets ONNX Runtime's threads
-    spin during a call: by default where batches are decoded between calls; pass False when
-    other threads decode beside scoring (`iter_scores(workers=N)`, a server).
+    engine torch runs PyTorch, on a GPU when device allows. ONNX Runtime's `threads` (default:
+    the CPUs this process may use) score `lanes` images at once, one call each (default: one
+    per thread; 1 puts every thread on each call, `OnnxEngine`). spin lets the threads of a
+    lane spin during a call: by default where batches are decoded between calls; pass False
+    when other threads decode beside scoring (`iter_scores(workers=N)`, a server).
     """
     from deepfake_detect.devices import check_device_name
     from deepfake_detect.inference.engines import OnnxEngine, check_engine_name
@@ -508,7 +494,7 @@ def load_detector(
         _check_onnx_device(device)
         if not path.is_file():
             raise ModelError(f"{path}: model not found")
-        onnx_engine = OnnxEngine(path, threads=threads, spin=spin)
+        onnx_engine = OnnxEngine(path, threads=threads, spin=spin, lanes=lanes)
         config = config_from_metadata(path, onnx_engine.metadata)
         folder = path.parent if (path.parent / CONFIG_NAME).is_file() else None
         return Detector(config, onnx_engine, folder)
@@ -516,7 +502,9 @@ def load_detector(
     config = read_config(model_dir)
     if engine == "onnx":
         _check_onnx_device(device)
-        onnx_engine = onnx_engine_for_folder(model_dir, precision, threads, spin)
+        onnx_engine = onnx_engine_for_folder(
+            model_dir, precision, threads=threads, spin=spin, lanes=lanes
+        )
         return Detector(config, onnx_engine, model_dir)
     if precision == "int8":
         raise ValueError("--precision int8 needs --engine onnx")

@@ -8,7 +8,9 @@ threshold, so every engine scores the same way.
 
 from __future__ import annotations
 
+import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,11 +20,15 @@ from deepfake_detect.errors import ModelError
 from deepfake_detect.inference.onnx_files import PRECISION_KEY
 
 ENGINES = ("onnx", "torch")
+ONNX_LANE_SUB_BATCH = 1
+"""Images per call in a lane of one thread (`OnnxEngine`'s default): on the Zen 5, 312-318
+images/s in calls of 1, 290-322 in calls of 2, 240-262 in calls of 8 (`deepfake-detect
+benchmark`, three runs)."""
 ONNX_SUB_BATCH = 2
-"""Images per ONNX Runtime call. On the 2-core machines here, lite0 at 256 px ran fp32 at 90
-images/s in calls of 1-2 images against 62-71 in calls of 32 (activations that stay in the CPU's
-caches), and int8 at 200 against 155; memory drops with it (`deepfake-detect benchmark` shows
-the figures for 1, 2, 8 and 32)."""
+"""Images per ONNX Runtime call in a lane of several threads. On the 2-core machines here,
+lite0 at 256 px ran fp32 at 90 images/s in calls of 1-2 images against 62-71 in calls of 32
+(activations that stay in the CPU's caches), and int8 at 200 against 155; memory drops with
+it (`deepfake-detect benchmark` shows the figures for 1, 2, 8 and 32)."""
 
 
 class Engine(Protocol):
@@ -100,8 +106,37 @@ def session_options(threads: int | None = None, spin: bool = False):
     return options
 
 
+def run_on_threads(pool: ThreadPoolExecutor | None, threads: int, work, items: list) -> list:
+    """`[work(x) for x in items]` on `threads` threads: this one and `threads - 1` of `pool`,
+    each taking the next item when it is done with one (one task per thread rather than one
+    per item: each task handed over wakes a thread, and on two CPUs that cost about as much
+    as decoding the 256 px face it overlapped)."""
+    results: list = [None] * len(items)
+    claim = itertools.count()  # next() on it is atomic: no item is taken twice
+
+    def run() -> None:
+        while (i := next(claim)) < len(items):
+            results[i] = work(items[i])
+
+    helpers = min(threads, len(items)) - 1
+    tasks = [pool.submit(run) for _ in range(helpers)] if pool is not None else []
+    run()
+    for task in tasks:
+        task.result()
+    return results
+
+
 class OnnxEngine:
-    """An exported network (`inference.onnx_files`) on ONNX Runtime's CPU provider."""
+    """An exported network (`inference.onnx_files`) on ONNX Runtime's CPU provider.
+
+    Its `threads` work in `lanes`: each lane scores its own images with `threads // lanes` of
+    ONNX Runtime's threads, in calls of `sub_batch` images, and the lanes run at once. By
+    default every thread is a lane of its own: an image per CPU, and no CPU waits for another
+    between the network's operators (within one call, ONNX Runtime's threads meet after each
+    of its 60-odd operators, and a thread the host has descheduled holds up the others). On
+    the Zen 5 two lanes scored 300-325 images/s where one lane of two spinning threads scored
+    210-320, the lanes faster in every one of 20 alternating pairs while the host was busy
+    and level with it while it was quiet (docs/experiments.md)."""
 
     name = "onnx"
 
@@ -112,15 +147,23 @@ class OnnxEngine:
         threads: int | None = None,
         sub_batch: int | None = None,
         spin: bool | None = None,
+        lanes: int | None = None,
     ) -> None:
-        """`spin`: let ONNX Runtime's threads spin during a call (`session_options`); by default
-        where the batch is decoded between calls (`decodes_between_calls`)."""
+        """`spin`: let ONNX Runtime's threads spin during a call (`session_options`; only
+        lanes of more than one thread have threads to spin); by default where the batch is
+        decoded between calls (`decodes_between_calls`). `lanes`: images scored at once, one
+        call each (default: one per thread)."""
         import onnxruntime as ort
 
         self.path = Path(path)
-        self.sub_batch = sub_batch or ONNX_SUB_BATCH
+        threads = threads or cpu_count()
+        self.lanes = threads if lanes is None else lanes
+        if not 1 <= self.lanes <= threads:
+            raise ValueError(f"lanes must be 1 to {threads} (the threads), got {self.lanes}")
+        self.sub_batch = sub_batch or (ONNX_LANE_SUB_BATCH if self.lanes > 1 else ONNX_SUB_BATCH)
         self.spin = decodes_between_calls() if spin is None else spin
-        options = session_options(threads, self.spin)
+        self._pool = ThreadPoolExecutor(self.lanes - 1) if self.lanes > 1 else None
+        options = session_options(threads // self.lanes, self.spin)
         try:
             self.session = ort.InferenceSession(
                 str(self.path), options, providers=["CPUExecutionProvider"]
@@ -137,8 +180,9 @@ class OnnxEngine:
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, np.float32)
-        parts = [
-            self.session.run(None, {self.input_name: batch[i : i + self.sub_batch]})[0]
-            for i in range(0, len(batch), self.sub_batch)
-        ]
-        return np.concatenate(parts).astype(np.float64).reshape(-1)
+        parts = [batch[i : i + self.sub_batch] for i in range(0, len(batch), self.sub_batch)]
+        outs = run_on_threads(self._pool, self.lanes, self._run, parts)
+        return np.concatenate(outs).astype(np.float64).reshape(-1)
+
+    def _run(self, part: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: part})[0]

@@ -23,19 +23,16 @@ log = logging.getLogger("deepfake_detect")
 
 
 def fresh_engine(
-    model_dir: Path,
-    precision: str,
-    weights_sha256: str,
-    threads: int | None = None,
-    spin: bool | None = None,
+    model_dir: Path, precision: str, weights_sha256: str, **options
 ) -> OnnxEngine | None:
-    """The folder's ONNX file at this precision, loaded, when it was exported from the current
-    weights (the session is created once: its metadata tells whether the file is fresh)."""
+    """The folder's ONNX file at this precision, loaded with `OnnxEngine`'s `options` (threads,
+    lanes, spin), when it was exported from the current weights (the session is created once:
+    its metadata tells whether the file is fresh)."""
     for path in candidate_paths(model_dir, precision, weights_sha256):
         if not path.is_file():
             continue
         try:
-            engine = OnnxEngine(path, threads=threads, spin=spin)
+            engine = OnnxEngine(path, **options)
         except ModelError:  # truncated or foreign
             log.info("%s: unreadable; ignoring it", path)
             continue
@@ -49,10 +46,9 @@ class NeedsTorch(ModelError):
     """Exporting needs PyTorch, which is not installed."""
 
 
-def onnx_engine_for_folder(
-    model_dir: Path, precision: str = "auto", threads: int | None = None, spin: bool | None = None
-) -> OnnxEngine:
-    """The ONNX engine to score a model folder with, exporting the fp32 file once when missing.
+def onnx_engine_for_folder(model_dir: Path, precision: str = "auto", **options) -> OnnxEngine:
+    """The ONNX engine to score a model folder with, exporting the fp32 file once when missing;
+    `options` (threads, lanes, spin) go to `OnnxEngine`.
 
     precision auto: fp32 (the default engine's precision: int8 changed too many labels of the
     bundled model's validation images to be the default; see the README); when fp32 would need
@@ -61,7 +57,7 @@ def onnx_engine_for_folder(
     check_precision_name(precision)
     weights_sha256 = weights_hash(model_dir)
     if precision == "int8":
-        int8 = fresh_engine(model_dir, "int8", weights_sha256, threads, spin)
+        int8 = fresh_engine(model_dir, "int8", weights_sha256, **options)
         if int8 is None:
             raise ModelError(
                 f"{model_dir}: no int8 ONNX file for these weights; make one with "
@@ -69,14 +65,14 @@ def onnx_engine_for_folder(
                 f"--output {model_dir / ONNX_NAMES['int8']}`"
             )
         return int8
-    found = fresh_engine(model_dir, "fp32", weights_sha256, threads, spin)
+    found = fresh_engine(model_dir, "fp32", weights_sha256, **options)
     if found is not None:
         return found
     try:
-        return OnnxEngine(export_once(model_dir, weights_sha256), threads=threads, spin=spin)
+        return OnnxEngine(export_once(model_dir, weights_sha256), **options)
     except NeedsTorch:
         int8 = (
-            fresh_engine(model_dir, "int8", weights_sha256, threads, spin)
+            fresh_engine(model_dir, "int8", weights_sha256, **options)
             if precision == "auto"
             else None
         )
