@@ -272,6 +272,17 @@ def test_work_run_on_threads_keeps_its_order_and_runs_each_item_once():
     assert len(threads) == 2 and threading.get_ident() in threads  # this one and the pool's
     assert run_on_threads(None, 1, load, [1, 2]) == [10, 20]
 
+    def fails_first(item):  # whichever thread takes item 0 fails: the other stops soon after
+        calls[item] += 1
+        if item == 0:
+            raise KeyboardInterrupt
+        time.sleep(0.02)
+
+    calls.clear()
+    with ThreadPoolExecutor(1) as pool, pytest.raises(KeyboardInterrupt):
+        run_on_threads(pool, 2, fails_first, list(range(40)))
+    assert len(calls) <= 3  # item 0, and at most the item each thread was on
+
 
 def test_lanes_score_their_images_at_once_as_one_call_would(tiny, photos, tmp_path, monkeypatch):
     import threading

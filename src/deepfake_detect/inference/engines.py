@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -110,17 +111,26 @@ def run_on_threads(pool: ThreadPoolExecutor | None, threads: int, work, items: l
     """`[work(x) for x in items]` on `threads` threads: this one and `threads - 1` of `pool`,
     each taking the next item when it is done with one (one task per thread rather than one
     per item: each task handed over wakes a thread, and on two CPUs that cost about as much
-    as decoding the 256 px face it overlapped)."""
+    as decoding the 256 px face it overlapped). An exception in any thread, or Ctrl-C in
+    this one, stops the others after the item they are on, and is raised here."""
     results: list = [None] * len(items)
     claim = itertools.count()  # next() on it is atomic: no item is taken twice
+    failed = threading.Event()  # once one thread fails (or is interrupted), the others stop
 
     def run() -> None:
-        while (i := next(claim)) < len(items):
-            results[i] = work(items[i])
+        try:
+            while not failed.is_set() and (i := next(claim)) < len(items):
+                results[i] = work(items[i])
+        except BaseException:
+            failed.set()
+            raise
 
     helpers = min(threads, len(items)) - 1
     tasks = [pool.submit(run) for _ in range(helpers)] if pool is not None else []
-    run()
+    try:
+        run()
+    finally:
+        wait(tasks)  # each helper ends after its current item at most
     for task in tasks:
         task.result()
     return results
