@@ -152,6 +152,25 @@ def test_crop_augmentation_crops_half_of_the_images_and_keeps_their_size():
     assert names == ["RandomFlip", "RandomCropResize"]
 
 
+def test_rescale_augmentation_resizes_half_of_the_images_down_and_back_up():
+    from deepfake_detect.data.transforms import rescale_steps
+
+    transform = build_train_transform(CONFIG, "rescale")
+    image = Image.fromarray(np.random.default_rng(6).integers(0, 256, (48, 40, 3), np.uint8))
+    outputs = [transform(image, sample_rng(0, 3, i)) for i in range(200)]
+    assert all(o.shape == (3, 32, 32) for o in outputs)
+    assert np.array_equal(outputs[9], transform(image, sample_rng(0, 3, 9)))
+    plain = EvalTransform(CONFIG)(image)
+    rescaled = [i for i, o in enumerate(outputs)
+                if not np.allclose(o, plain) and not np.allclose(o, plain[:, :, ::-1])]  # fmt: skip
+    assert 70 < len(rescaled) < 130  # half of the images, give or take the draw
+    # resampled down and back up, noise loses detail: less spread between neighbouring pixels
+    detail = [np.abs(np.diff(outputs[i], axis=2)).mean() for i in rescaled]
+    assert max(detail) < np.abs(np.diff(plain, axis=2)).mean()
+    names = [type(getattr(s, "step", s)).__name__ for s in rescale_steps()]
+    assert names == ["RandomFlip", "RandomRescale"]
+
+
 def test_figure_history_ends_at_384_px_as_the_diffusion_faces_do():
     from deepfake_detect.data.transforms import FigureHistory, RandomApply
 

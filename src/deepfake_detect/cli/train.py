@@ -66,7 +66,8 @@ AugmentOption = Annotated[
         str,
         typer.Option(
             help="paper (rotate 10°, shift 10%), flip (mirror only), crop (mirror, and half "
-            "of the images cropped to 50-100% of their area), robust (what a shared photo goes "
+            "of the images cropped to 50-100% of their area), rescale (mirror, and half of the "
+            "images resized down to 0.4-1 and back up), robust (what a shared photo goes "
             "through: mirror, rotation, crop, resize, blur, JPEG 30-95) or none."
         ),
     ]

@@ -19,7 +19,7 @@ from PIL import Image
 
 from deepfake_detect.data.images import preprocess, resize_image, to_tensor_array
 
-AUGMENTATIONS = ("paper", "flip", "crop", "robust", "none")
+AUGMENTATIONS = ("paper", "flip", "crop", "rescale", "robust", "none")
 ImageStep = Callable[[Image.Image, np.random.Generator], Image.Image]
 
 
@@ -212,6 +212,14 @@ def crop_steps() -> tuple[ImageStep, ...]:
     return (RandomFlip(), RandomApply(RandomCropResize(0.5), 0.5))
 
 
+def rescale_steps() -> tuple[ImageStep, ...]:
+    """--augment rescale: a mirror, then for half of the images a resize down to 0.4-1 of the
+    input and back up with a random filter (a resize to 128 px of a 256 px face, half the side,
+    lies inside that range). Only the rescaling of the robust steps: its crop alone made real
+    photos of other people look fake (docs/experiments.md, candidate F)."""
+    return (RandomFlip(), RandomApply(RandomRescale(0.4, 1.0), 0.5))
+
+
 @dataclass(frozen=True)
 class TrainTransform:
     """Source steps on the original image (re-encoding), resize to the model's input, then the
@@ -249,6 +257,8 @@ def augmentation_steps(augment: str, crop: int | None = None) -> tuple[ImageStep
         steps = (RandomFlip(),)
     elif augment == "crop":
         steps = crop_steps()
+    elif augment == "rescale":
+        steps = rescale_steps()
     elif augment == "robust":
         steps = robust_steps()
     elif augment == "none":
