@@ -295,9 +295,17 @@ def test_lanes_score_their_images_at_once_as_one_call_would(tiny, photos, tmp_pa
     two = engines.OnnxEngine(path, threads=2)
     assert (one.lanes, one.sub_batch, two.lanes, two.sub_batch) == (1, 2, 2, 1)
     assert two.session.get_session_options().intra_op_num_threads == 1
-    callers = set()
-    run = two._run
-    monkeypatch.setattr(two, "_run", lambda part: callers.add(threading.get_ident()) or run(part))
+    callers, run = set(), two._run
+    both = threading.Barrier(2, timeout=30)  # broken, and the test failed, if one thread did all
+
+    def run_in_lane(part):
+        if threading.get_ident() not in callers:  # a lane's first image waits for the other's
+            callers.add(threading.get_ident())
+            both.wait()
+        return run(part)
+
+    monkeypatch.setattr(two, "_run", run_in_lane)
+    assert len(batch) >= 2
     np.testing.assert_allclose(two.logits(batch), one.logits(batch), atol=1e-5)
     assert len(callers) == 2 and len(two.logits(batch[:1])) == 1
     for lanes in (0, 3):
