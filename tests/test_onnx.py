@@ -256,10 +256,13 @@ def test_work_run_on_threads_keeps_its_order_and_runs_each_item_once():
     from deepfake_detect.inference.engines import run_on_threads
 
     calls, threads = collections.Counter(), set()
+    both = threading.Barrier(2, timeout=30)  # broken, and the test failed, if one thread did all
 
     def load(item):
         calls[item] += 1
-        threads.add(threading.get_ident())
+        if threading.get_ident() not in threads:  # a thread's first item waits for the other's
+            threads.add(threading.get_ident())
+            both.wait()
         time.sleep(0.02 if item % 5 == 0 else 0)  # uneven: a thread that is free takes more
         return item * 10
 
