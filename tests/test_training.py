@@ -24,6 +24,7 @@ from deepfake_detect.evaluation.runs import evaluate
 from deepfake_detect.inference.detector import load_detector
 from deepfake_detect.models.config import read_config
 from deepfake_detect.models.networks import build_model
+from deepfake_detect.training.loop import WeightAverage
 from deepfake_detect.training.trainer import Trainer, train
 
 
@@ -88,17 +89,22 @@ def test_frozen_phase_leaves_the_backbone_unchanged(multi_source_data, tmp_path)
 
 
 @pytest.mark.parametrize(
-    ("kill_after", "balanced"),
-    [(1, False), (3, False), (3, True)],
-    ids=["frozen-phase", "fine-tuning", "fine-tuning-balanced"],
+    ("kill_after", "variant"),
+    [(1, ""), (3, ""), (3, "balanced"), (3, "ema")],
+    ids=["frozen-phase", "fine-tuning", "fine-tuning-balanced", "fine-tuning-averaged"],
 )
 def test_killed_run_resumes_to_the_identical_result(
-    multi_source_data, tmp_path, kill_after, balanced
+    multi_source_data, tmp_path, kill_after, variant
 ):
     options = dict(image_size=64, frozen_epochs=2, finetune_epochs=3, augment="paper")
-    extra = ["--balance-sources", "--cache-copies", "2"] if balanced else []
-    if balanced:
-        options |= dict(balance_sources=True, cache_copies=2)
+    extra = {
+        "": [],
+        "balanced": ["--balance-sources", "--cache-copies", "2"],
+        "ema": ["--ema", "0.9"],  # the average is part of the state a resumed run goes on from
+    }[variant]
+    options |= {
+        "": {}, "balanced": dict(balance_sources=True, cache_copies=2), "ema": dict(ema=0.9)
+    }[variant]  # fmt: skip
     reference = tmp_path / "reference"
     train(tiny_options(multi_source_data, reference, **options))
 
@@ -736,3 +742,47 @@ def test_source_train_size_thins_one_source_and_keeps_the_split(multi_source_dat
             tiny_options(multi_source_data, tmp_path / "run", source_train_size=[bad])
     with pytest.raises(ValueError, match="given twice"):
         tiny_options(multi_source_data, tmp_path / "run", source_train_size=["alpha=2", "alpha=4"])
+
+
+def test_weight_average_warms_up_its_decay_and_lends_the_model_its_weights():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    average = WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    average.update(model)  # d = min(0.9, 2 / 11): the first step counts for most
+    d = 2 / 11
+    expected = d * start["0.weight"] + (1 - d) * model[0].weight.detach()
+    assert torch.allclose(average.average["0.weight"], expected)
+    for _ in range(200):  # the weights stand still: the average reaches them
+        average.update(model)
+    own = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    for _ in range(3):
+        average.update(model)
+    assert average.updates == 204
+    d = 0.9  # warmed up: each step moves the average a tenth of the way
+    assert torch.allclose(average.average["0.weight"], own["0.weight"] + (1 - d**3))
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    with average.applied(model):
+        assert torch.equal(model[0].weight, average.average["0.weight"])
+        assert torch.equal(model[1].num_batches_tracked, trained["1.num_batches_tracked"])
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+    with pytest.raises(KeyError, match="averaged weights"):
+        average.load({})
+
+
+def test_an_averaged_run_keeps_the_average(multi_source_data, trained_run, tmp_path):
+    """With --ema the fine-tuned model is the average of its steps, not the last one."""
+    averaged = tmp_path / "averaged"
+    train(tiny_options(multi_source_data, averaged, ema=0.9))
+    ours = load_file(averaged / "model.safetensors")
+    plain = load_file(trained_run / "model.safetensors")
+    assert any(not torch.equal(ours[k], plain[k]) for k in ours)
+    assert read_config(averaged).training["ema"] == 0.9
+    assert read_config(averaged).metrics["roc_auc"] >= 0.95
+    with pytest.raises(ValueError, match="--ema"):
+        tiny_options(multi_source_data, tmp_path / "bad", ema=1.5)

@@ -120,6 +120,13 @@ FinetuneLrOption = Annotated[float, typer.Option(help="Learning rate of fine-tun
 
 WeightDecayOption = Annotated[float, typer.Option()]
 
+EmaOption = Annotated[
+        float,
+        typer.Option(help="Average the weights while fine-tuning: an exponential moving average "
+                          "with this decay per step, e.g. 0.999 (0: off). Validation, the best "
+                          "checkpoint and the model are the average."),
+    ]  # fmt: skip
+
 PatienceOption = Annotated[int, typer.Option(help="Early stopping: epochs without improvement.")]
 
 SelectByOption = Annotated[
@@ -212,6 +219,7 @@ def train(
     lr: LrOption = 1e-3,
     finetune_lr: FinetuneLrOption = 1e-4,
     weight_decay: WeightDecayOption = 1e-2,
+    ema: EmaOption = 0.0,
     patience: PatienceOption = 3,
     select_by: SelectByOption = "loss",
     feature_cache: FeatureCacheOption = True,

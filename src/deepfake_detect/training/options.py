@@ -58,6 +58,7 @@ class TrainOptions:
     lr: float = 1e-3
     finetune_lr: float = 1e-4
     weight_decay: float = 1e-2
+    ema: float = 0.0  # decay of the weight average while fine-tuning; 0: none
     patience: int = 3
     select_by: str = "loss"
     seed: int = 0
@@ -95,6 +96,7 @@ class TrainOptions:
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.lr > 0 and self.finetune_lr > 0, "learning rates must be positive"),
             (self.weight_decay >= 0, "--weight-decay must be >= 0"),
+            (0 <= self.ema < 1, "--ema must lie in [0, 1): 0 for none, e.g. 0.999"),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.cache_copies >= 0, "--cache-copies must be >= 0"),
             (self.valid_fraction > 0 and self.test_fraction >= 0

@@ -46,6 +46,7 @@ class RunState:
     state_file: str = ""
     scheduler: dict[str, Any] = field(default_factory=dict)
     optimizer_groups: list[dict[str, Any]] = field(default_factory=list)
+    average_updates: int = 0  # steps taken into the weight average (--ema) in this phase
     history: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)  # seconds per epoch and cache
     done: bool = False
@@ -85,10 +86,12 @@ def save_epoch(
     scheduler: Any,
     improved: bool,
     write: bool = True,
+    average: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Persist one finished epoch: tensors first, then history, then the state that names them.
     With `write` False (ranks other than 0 under torchrun), only the state advances, to name
-    the files that rank 0 writes."""
+    the files that rank 0 writes. With a weight average (`--ema`: the model's state with the
+    averaged tensors in place), the epoch's tensors hold it too, and the best weights are it."""
     old = {state.state_file, state.best_file}
     state.state_file = f"state-{state.epoch:04d}.safetensors"
     if improved:
@@ -98,9 +101,13 @@ def save_epoch(
     if not write:
         return
     weights = {f"model.{k}": v for k, v in model.state_dict().items()}
-    save_tensors(run_dir / state.state_file, {**weights, **optimizer_tensors(optimizer)})
+    # copies: the average shares the model's integer buffers, safetensors refuses shared memory
+    averaged = {f"average.{k}": v.clone() for k, v in (average or {}).items()}
+    save_tensors(
+        run_dir / state.state_file, {**weights, **averaged, **optimizer_tensors(optimizer)}
+    )
     if improved:
-        save_tensors(run_dir / state.best_file, model.state_dict())
+        save_tensors(run_dir / state.best_file, average or model.state_dict())
     write_history(run_dir, state.history)
     atomic_write_json(run_dir / STATE_NAME, asdict(state))
     for name in old - {state.state_file, state.best_file, ""}:

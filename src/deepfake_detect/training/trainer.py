@@ -11,9 +11,11 @@ The trainer only trains, checkpoints and resumes: its records come from the data
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ from deepfake_detect.training.features import CACHE_NAME, FeaturePass, cached_fe
 from deepfake_detect.training.loop import (
     Repeats,
     StratifiedSampler,
+    WeightAverage,
     class_balanced_weights,
     seed_epoch,
     train_epoch,
@@ -96,6 +99,7 @@ class Trainer:
         # the cheap checks (model, weights) before the slow ones (every image decoded).
         self.config = model_config(options)
         self.model = self._build_model()
+        self.average: WeightAverage | None = None  # --ema, while fine-tuning
         self.source_steps = reencode_steps(
             options.reencode, options.resize_jitter, options.figure_history
         )
@@ -153,9 +157,13 @@ class Trainer:
             if state.best_file:
                 self.model.load_state_dict(load_best_weights(self.run_dir, state))
             state.phase, state.phase_epoch, state.bad_epochs, state.phase_best = phase, 0, 0, None
+            state.average_updates = 0
         module, params = self._trainable(phase)
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.options.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        self.average = None
+        if phase == "finetune" and self.options.ema:  # from the phase's first weights
+            self.average = WeightAverage(self.model, self.options.ema, state.average_updates)
         if state.phase_epoch > 0:
             self._restore(optimizer, scheduler)
         data = self._phase_data(phase)
@@ -190,6 +198,10 @@ class Trainer:
             k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")
         }
         self.model.load_state_dict(weights)
+        if self.average is not None:
+            prefix = "average."
+            self.average.load({k.removeprefix(prefix): v for k, v in tensors.items()
+                               if k.startswith(prefix)})  # fmt: skip
         restore_optimizer(optimizer, self.state.optimizer_groups, tensors)
         scheduler.load_state_dict(self.state.scheduler)
 
@@ -223,12 +235,20 @@ class Trainer:
         self._set_mode(phase, module)
         lr = optimizer.param_groups[0]["lr"]
         desc = f"{phase} {self.state.phase_epoch + 1}/{epochs}"
-        row = train_epoch(step, train_loader, optimizer, self.device, desc, o.progress)
+        average = None if self.average is None else partial(self.average.update, self.model)
+        row = train_epoch(step, train_loader, optimizer, self.device, desc, o.progress, average)
         scheduler.step()
         row = self._whole_world_row(row)
-        valid = self._predict(module, data["valid"], data["batch_size"], workers, "valid")
+        with self._averaged():  # what the epoch is judged and kept by
+            valid = self._predict(module, data["valid"], data["batch_size"], workers, "valid")
         row |= validation_metrics(*valid)
         self._record_epoch(phase, lr, row, optimizer, scheduler)
+
+    def _averaged(self) -> contextlib.AbstractContextManager:
+        """The model holds the weight average inside the block, where there is one (--ema)."""
+        if self.average is None:
+            return contextlib.nullcontext()
+        return self.average.applied(self.model)
 
     def _sampler(self, train, generator: torch.Generator) -> StratifiedSampler | None:
         """With --balance-sources, each class half of every epoch, shared equally among the
@@ -305,7 +325,12 @@ class Trainer:
         state.history.append(
             {"epoch": epoch, "phase": phase, "phase_epoch": state.phase_epoch, "lr": lr, **row}
         )
-        save_epoch(self.run_dir, state, self.model, optimizer, scheduler, improved, self.world.main)
+        average = None
+        if self.average is not None:
+            state.average_updates = self.average.updates
+            average = self.average.state_dict(self.model)
+        main = self.world.main
+        save_epoch(self.run_dir, state, self.model, optimizer, scheduler, improved, main, average)
         barrier(self.world)  # no rank runs ahead of the last committed epoch
         log.info(format_epoch(state.history[-1] | timing, best=improved))
 
