@@ -155,4 +155,20 @@ def test_false_alarms_are_compared_at_each_models_threshold(compare, tmp_path, c
     assert "-50.0 [" in line
     argv = [str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--thresholds", "0.5", "0.2"]
     assert compare.main(argv) == 2
-    assert "--thresholds goes with --from-scores" in capsys.readouterr().err
+    assert "--thresholds and --mean-logit go with --from-scores" in capsys.readouterr().err
+
+
+def test_the_mean_logit_of_two_noisy_models_ranks_better_than_one(compare):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 600)
+    logit_a = 2.0 * labels - 1 + rng.normal(0, 1.5, 600)  # independent errors
+    logit_b = 2.0 * labels - 1 + rng.normal(0, 1.5, 600)
+    a, b = 1 / (1 + np.exp(-logit_a / 1.5)), 1 / (1 + np.exp(-logit_b / 0.8))  # calibrated
+    both = compare.mean_logit([a, b], (1.5, 0.8))
+    assert np.allclose(both, 1 / (1 + np.exp(-(logit_a + logit_b) / 2)), atol=1e-6)
+    diff, low, high = compare.paired_auc_difference(labels, both, a, n_resamples=500)
+    assert low > 0
+    raw = 1 / (1 + np.exp(-logit_a))  # a model with itself: its own uncalibrated score
+    assert np.allclose(compare.mean_logit([a, a], (1.5, 1.5)), raw, atol=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        compare.mean_logit([a, b], (1.5, 0.0))
