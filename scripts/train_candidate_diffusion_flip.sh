@@ -7,7 +7,8 @@
 # diffusion faces can be learned without that cost. The split is D's (the first model's
 # manifest from git, the same seed and fractions).
 #   bash scripts/train_candidate_diffusion_flip.sh      (resumes when RUN exists; arguments are
-#   added to the command: RUN=/work/exp/candidate-e-seed1 ... --seed 1 is E with another seed)
+#   added to the command: RUN=/work/exp/candidate-e-seed1 ... --seed 1 --split-seed 0 is E with
+#   another seed on E's split)
 #   SPLIT_FROM=... bash scripts/score_candidate.sh /work/exp/candidate-e candidate-e
 set -euo pipefail
 AUGMENT=flip RUN=${RUN:-/work/exp/candidate-e} exec bash "$(dirname "$0")/train_candidate_diffusion_balanced.sh" "$@"
