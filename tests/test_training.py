@@ -771,7 +771,7 @@ def test_weight_average_warms_up_its_decay_and_lends_the_model_its_weights():
     assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(model, decay=1.0)
-    with pytest.raises(KeyError, match="averaged weights"):
+    with pytest.raises(DataError, match="lacks averaged weights"):
         average.load({})
 
 

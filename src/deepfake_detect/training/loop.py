@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset, Sampler
 
 from deepfake_detect.devices import autocast, to_device
+from deepfake_detect.errors import DataError
 from deepfake_detect.progress import progress_bar
 
 
@@ -139,7 +140,7 @@ class WeightAverage:
         """Take the averaged tensors from a checkpoint (a resumed run)."""
         missing = self.average.keys() - tensors.keys()
         if missing:
-            raise KeyError(f"the checkpoint lacks averaged weights: {sorted(missing)[:3]}")
+            raise DataError(f"the run's checkpoint lacks averaged weights ({sorted(missing)[0]})")
         for key, value in self.average.items():
             value.copy_(tensors[key])
 
