@@ -69,3 +69,23 @@ def test_the_cli_writes_a_folder_and_refuses_bad_requests(setup, tmp_path, capsy
                            capsys, monkeypatch)  # fmt: skip
     assert code == 2 and "--target-fpr must be within" in err
     assert not (tmp_path / "x").exists()
+    code, _, err = run_cli(["calibrate", "--model", str(model), "--data", str(data),
+                            "--output", str(tmp_path / "x"), "--threshold-rule", "median"],
+                           capsys, monkeypatch)  # fmt: skip
+    assert code == 2 and "--threshold-rule must be one of" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("rule", ["recalibrated", "max-balanced"])
+def test_the_threshold_rule_chooses_and_is_recorded(setup, tmp_path, rule):
+    from deepfake_detect.evaluation.calibration import raw_logits
+    from deepfake_detect.evaluation.metrics import select_threshold
+
+    data, model = setup
+    records = index_dataset([data])
+    fitted = recalibrate(load_detector(model), records, tmp_path / "new", threshold_rule=rule)
+    logits, labels, _ = raw_logits(load_detector(model), records)
+    scores = 1.0 / (1.0 + np.exp(-logits / fitted["temperature"]))
+    assert fitted["threshold"] == pytest.approx(select_threshold(labels, scores, rule))
+    config = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert config["metrics"]["recalibration"]["rule"] == rule

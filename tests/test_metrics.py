@@ -20,6 +20,8 @@ from deepfake_detect.evaluation.metrics import (
     equal_error_rate,
     expected_calibration_error,
     format_summary_table,
+    recalibrated_threshold,
+    select_threshold,
     tpr_at_fpr,
 )
 from deepfake_detect.evaluation.plots import plot_confusion_matrix, plot_roc, plot_training_curves
@@ -161,6 +163,62 @@ def test_choose_threshold_can_predict_everything_real():
 def test_choose_threshold_single_class():
     assert choose_threshold([0, 0, 0], [0.2, 0.9, 0.4]) == 0.5
     assert choose_threshold([1, 1], [0.2, 0.9]) == 0.5
+
+
+def _noisy_scores(rng, n, shift=0.0):
+    """Balanced labels and calibrated-looking scores: logits N(+-2, 1), moved by `shift`."""
+    labels = rng.integers(0, 2, n)
+    logits = rng.normal(0.0, 1.0, n) + np.where(labels == 1, 2.0, -2.0) + shift
+    return labels, 1.0 / (1.0 + np.exp(-logits))
+
+
+def test_recalibrated_threshold_is_where_the_fit_says_half():
+    rng = np.random.default_rng(0)
+    labels, scores = _noisy_scores(rng, 20_000)
+    assert recalibrated_threshold(labels, scores) == pytest.approx(0.5, abs=0.01)
+    # every logit moved up by 1: the threshold follows to sigmoid(1)
+    labels, scores = _noisy_scores(rng, 20_000, shift=1.0)
+    assert recalibrated_threshold(labels, scores) == pytest.approx(1 / (1 + math.exp(-1)), abs=0.01)
+
+
+def test_recalibrated_threshold_weighs_the_classes_equally():
+    """Three times as many reals as fakes do not pull the threshold towards the fakes."""
+    rng = np.random.default_rng(1)
+    labels, scores = _noisy_scores(rng, 40_000)
+    fakes = np.flatnonzero(labels == 1)[: int((labels == 1).sum() / 3)]
+    keep = (labels == 0) | np.isin(np.arange(labels.size), fakes)
+    assert recalibrated_threshold(labels[keep], scores[keep]) == pytest.approx(0.5, abs=0.02)
+
+
+def test_recalibrated_threshold_is_steadier_than_the_arg_max():
+    """Resampling the validation images moves it far less than the maximum of balanced
+    accuracy (docs/experiments.md, "A steadier threshold rule")."""
+    rng = np.random.default_rng(2)
+    labels, scores = _noisy_scores(rng, 600)
+    picks = [rng.integers(0, labels.size, labels.size) for _ in range(200)]
+    spread = {
+        rule: np.std([select_threshold(labels[p], scores[p], rule) for p in picks])
+        for rule in ("recalibrated", "max-balanced")
+    }
+    assert spread["recalibrated"] < 0.7 * spread["max-balanced"]
+
+
+def test_recalibrated_threshold_falls_back_where_no_fit_exists():
+    # separable classes: the logistic fit has no finite answer; the arg-max is as good as any
+    assert recalibrated_threshold([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == choose_threshold(
+        [0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]
+    )
+    # fakes ranked below reals: no increasing recalibration, so the arg-max's answer
+    inverted = ([0, 0, 0, 1, 1, 1], [0.9, 0.7, 0.4, 0.6, 0.3, 0.1])
+    assert recalibrated_threshold(*inverted) == choose_threshold(*inverted)
+    assert recalibrated_threshold([1, 1, 1], [0.2, 0.9, 0.4]) == 0.5
+
+
+def test_select_threshold_names_its_rules():
+    labels, scores = [0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.35, 0.4, 0.8]
+    assert select_threshold(labels, scores, "max-balanced") == choose_threshold(labels, scores)
+    with pytest.raises(ValueError, match="unknown threshold rule 'median'"):
+        select_threshold(labels, scores, "median")
 
 
 # --- single class and JSON safety ----------------------------------------------------------

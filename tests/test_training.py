@@ -272,6 +272,7 @@ def test_train_stops_on_an_unreadable_image(tmp_path):
         ({"drop_path": 1.0}, "--drop-path"),
         ({"drop_path": -0.1}, "--drop-path"),
         ({"image_size": 64, "train_crop": 96}, "--train-crop"),
+        ({"threshold_rule": "median"}, "--threshold-rule"),
     ],
 )
 def test_bad_training_options_fail_before_any_work(tmp_path, changes, message):
@@ -680,6 +681,37 @@ def test_test_labels_never_move_the_threshold_or_the_temperature(tmp_path):
 def test_no_calibrate_keeps_the_temperature_at_one(multi_source_data, tmp_path):
     config = train(tiny_options(multi_source_data, tmp_path / "run", calibrate=False)).config
     assert config.temperature == 1.0 and "ece_before_calibration" not in config.metrics
+
+
+def test_the_threshold_rule_is_applied_and_recorded(trained_run, multi_source_data, tmp_path):
+    """The default rule is the balanced recalibration, --threshold-rule max-balanced the arg-max
+    of balanced accuracy; each run says which chose its threshold."""
+    options = tiny_options(multi_source_data, tmp_path / "run", threshold_rule="max-balanced")
+    config = train(options).config
+    assert config.metrics["threshold_rule"] == "max-balanced"
+    assert read_config(trained_run).metrics["threshold_rule"] == "recalibrated"
+    # the rule changes nothing before the end of the run: the same weights
+    assert config.weights_sha256 == read_config(trained_run).weights_sha256
+
+
+def test_calibration_chooses_the_threshold_by_the_rule_on_calibrated_scores():
+    from deepfake_detect.evaluation.metrics import choose_threshold, recalibrated_threshold
+    from deepfake_detect.evaluation.scoring import calibration_from_logits
+
+    generator = torch.Generator().manual_seed(0)
+    labels = (torch.rand(400, generator=generator) < 0.5).float()
+    logits = 3.0 * torch.randn(400, generator=generator) + 4.0 * (labels - 0.5) + 2.0
+    chosen = {}
+    for rule, rule_function in (("recalibrated", recalibrated_threshold),
+                                ("max-balanced", choose_threshold)):  # fmt: skip
+        temperature, threshold, metrics = calibration_from_logits(
+            logits, labels, threshold_rule=rule
+        )
+        scores = torch.sigmoid(logits.double() / temperature).numpy()
+        assert threshold == pytest.approx(rule_function(labels.numpy().astype(int), scores))
+        assert metrics["threshold_rule"] == rule and metrics["threshold"] == threshold
+        chosen[rule] = threshold
+    assert chosen["recalibrated"] != pytest.approx(chosen["max-balanced"])
 
 
 def test_fake_only_folders_join_the_split_as_their_own_source(multi_source_data, tmp_path):

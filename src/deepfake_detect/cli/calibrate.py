@@ -13,6 +13,7 @@ from deepfake_detect.cli.common import (
     ModelOption,
     PrecisionOption,
     QuietOption,
+    ThresholdRuleOption,
     fmt,
     setup,
 )
@@ -28,9 +29,10 @@ def calibrate(
             "--target-fpr",
             metavar="F",
             help="Choose the threshold that calls at most this share of the real images fake "
-            "(default: maximum balanced accuracy).",
+            "(default: --threshold-rule).",
         ),
     ] = None,
+    threshold_rule: ThresholdRuleOption = "recalibrated",
     batch_size: Annotated[int, typer.Option()] = 32,
     precision: PrecisionOption = "auto",
     max_pixels: MaxPixelsOption = None,
@@ -41,16 +43,25 @@ def calibrate(
     numbers and where they came from. Score with it as with any model (--model DIR)."""
     from deepfake_detect.data.datasets import index_dataset
     from deepfake_detect.evaluation.calibration import recalibrate
+    from deepfake_detect.evaluation.metrics import THRESHOLD_RULES
     from deepfake_detect.inference import load_detector
 
     quiet = setup(quiet, max_pixels)
     if target_fpr is not None and not 0.0 <= target_fpr < 1.0:
         raise ValueError(f"--target-fpr must be within [0, 1), got {target_fpr}")
+    if threshold_rule not in THRESHOLD_RULES:
+        raise ValueError(f"--threshold-rule must be one of {', '.join(THRESHOLD_RULES)}")
     detector = load_detector(model, precision=precision)
     records = index_dataset(data)
     names = [Path(d).name for d in data]
     fitted = recalibrate(
-        detector, records, output, target_fpr=target_fpr, data_names=names, batch_size=batch_size
+        detector,
+        records,
+        output,
+        target_fpr=target_fpr,
+        threshold_rule=threshold_rule,
+        data_names=names,
+        batch_size=batch_size,
     )
     if not quiet:
         m, old = fitted["metrics"], fitted["from_model"]

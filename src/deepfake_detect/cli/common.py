@@ -141,6 +141,16 @@ WorkersOption = Annotated[
         "every CPU between scoring calls (default: 0 on 2 CPUs, else 1).",
     ),
 ]
+
+ThresholdRuleOption = Annotated[
+    str,
+    typer.Option(
+        help="How the threshold is chosen on the validation scores: recalibrated (where a "
+        "class-balanced logistic fit of them says 1/2; steady) or max-balanced (the maximum of "
+        "balanced accuracy)."
+    ),
+]
+
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="Only errors and the requested output.")
 ]

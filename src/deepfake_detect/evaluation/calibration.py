@@ -3,7 +3,8 @@
 A model chooses both on its own validation split; a user whose images differ (another camera,
 another generator, another share of fakes) may want them chosen on theirs: `recalibrate`
 scores those images with the model as it is, fits the temperature that calibrates them, then
-picks the threshold of maximum balanced accuracy, or the one that keeps the false-positive rate
+picks the threshold by the model's rule (`select_threshold`: by default where a class-balanced
+recalibration of the scores says 1/2), or the one that keeps the false-positive rate
 (real photos called fake) at or under a target. The result is a new model folder: the same
 weights, the new numbers, and a record of where they came from. Every engine applies them (the
 ONNX file is exported from that folder with them in its metadata).
@@ -24,10 +25,11 @@ import numpy as np
 from deepfake_detect.data.datasets import ImageRecord
 from deepfake_detect.errors import DataError, DetectorError, ModelError
 from deepfake_detect.evaluation.metrics import (
-    choose_threshold,
+    THRESHOLD_RULES,
     compute_metrics,
     expected_calibration_error,
     fit_temperature,
+    select_threshold,
 )
 from deepfake_detect.inference.detector import Detector
 from deepfake_detect.models.config import CONFIG_NAME, WEIGHTS_NAME
@@ -82,6 +84,7 @@ def recalibrate(
     output_dir: str | os.PathLike,
     *,
     target_fpr: float | None = None,
+    threshold_rule: str = THRESHOLD_RULES[0],
     data_names: Sequence[str] = (),
     batch_size: int = 32,
 ) -> dict[str, Any]:
@@ -104,7 +107,7 @@ def recalibrate(
     temperature = fit_temperature(labels, logits) if len(set(labels.tolist())) == 2 else 1.0
     scores = 1.0 / (1.0 + np.exp(-logits / temperature))
     if target_fpr is None:
-        threshold = choose_threshold(labels, scores)
+        threshold = select_threshold(labels, scores, threshold_rule)
     else:
         threshold = threshold_for_fpr(labels, scores, target_fpr)
     metrics = compute_metrics(labels, scores, threshold, n_bootstrap=200)
@@ -112,7 +115,7 @@ def recalibrate(
         "from_model": {"name": old.name, "version": old.version,
                        "threshold": old.threshold, "temperature": old.temperature},
         "data": list(data_names), "images": int(labels.size), "failed": len(failed),
-        "rule": "maximum balanced accuracy" if target_fpr is None else
+        "rule": threshold_rule if target_fpr is None else
                 f"false-positive rate at most {target_fpr}",
         "target_fpr": target_fpr, "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "ece_before": expected_calibration_error(labels, before),

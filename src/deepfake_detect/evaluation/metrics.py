@@ -265,6 +265,59 @@ def choose_threshold(labels, scores) -> float:
     return float(candidates[winner])
 
 
+# How a model's threshold is chosen on its validation scores (docs/experiments.md, "A steadier
+# threshold rule"): the first is the default.
+THRESHOLD_RULES = ("recalibrated", "max-balanced")
+
+# Scores are clipped this far from 0 and 1 before they are turned back into logits.
+_LOGIT_EPS = 1e-7
+
+
+def recalibrated_threshold(labels, scores) -> float:
+    """The threshold where a class-balanced logistic recalibration of these scores says 1/2.
+
+    Fits a and b to minimise the log loss of sigmoid(a z + b), z = logit(score), each class
+    weighing a half whatever its count; the threshold is sigmoid(-b / a), where a fake and a
+    real image are equally likely by the fit. Every image moves it a little and none decides
+    it, so it varies far less from one validation sample to another than the arg-max of
+    balanced accuracy (`choose_threshold`), whose plateau one or two images can tip.
+
+    Falls back to `choose_threshold` when the fit has no finite answer: the classes separate
+    completely (any threshold between them is as good), or the scores rank fakes below reals.
+    """
+    from scipy.optimize import minimize
+
+    y, s = _validate(labels, scores)
+    if not _has_both_classes(y):
+        return 0.5
+    if s[y == 0].max() < s[y == 1].min():
+        return choose_threshold(y, s)
+    p = np.clip(s, _LOGIT_EPS, 1.0 - _LOGIT_EPS)
+    z = np.log(p) - np.log1p(-p)
+    weight = np.where(y == 1, 0.5 / np.sum(y == 1), 0.5 / np.sum(y == 0))
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        t = params[0] * z + params[1]
+        gradient = weight * (0.5 * (1.0 + np.tanh(0.5 * t)) - y)  # sigmoid(t) - y, stably
+        value = float(np.sum(weight * (np.logaddexp(0.0, t) - y * t)))
+        return value, np.array([np.sum(gradient * z), np.sum(gradient)])
+
+    fit = minimize(loss, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    a, b = fit.x
+    if not (fit.success and np.isfinite(fit.x).all() and a > 0):
+        return choose_threshold(y, s)
+    return float(1.0 / (1.0 + np.exp(b / a)))
+
+
+def select_threshold(labels, scores, rule: str = THRESHOLD_RULES[0]) -> float:
+    """The threshold that `rule` (one of THRESHOLD_RULES) chooses on these validation scores."""
+    if rule == "recalibrated":
+        return recalibrated_threshold(labels, scores)
+    if rule == "max-balanced":
+        return choose_threshold(labels, scores)
+    raise ValueError(f"unknown threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
+
+
 def equal_error_rate(labels, scores) -> float | None:
     """Equal error rate: the rate at which false positives and false negatives are equal.
 

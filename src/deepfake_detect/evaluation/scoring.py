@@ -15,10 +15,11 @@ from torch import nn
 from deepfake_detect.data.loaders import ImageDataset, make_loader
 from deepfake_detect.devices import autocast, to_device
 from deepfake_detect.evaluation.metrics import (
-    choose_threshold,
+    THRESHOLD_RULES,
     compute_metrics,
     expected_calibration_error,
     fit_temperature,
+    select_threshold,
 )
 from deepfake_detect.progress import progress_bar
 
@@ -48,32 +49,49 @@ def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
 
 
 def calibrate_on_validation(
-    module, records, transform, *, seed, batch_size, workers, device, progress, calibrate=True
+    module,
+    records,
+    transform,
+    *,
+    seed,
+    batch_size,
+    workers,
+    device,
+    progress,
+    calibrate=True,
+    threshold_rule=THRESHOLD_RULES[0],
 ) -> tuple[float, float, dict[str, Any]]:
     """Score the validation images; fit the temperature that makes their P(fake) calibrated
-    (1.0 when `calibrate` is False), then choose the threshold of maximum balanced accuracy on
-    the calibrated scores. Returns (temperature, threshold, metrics with bootstrap intervals).
+    (1.0 when `calibrate` is False), then choose the threshold on the calibrated scores by
+    `threshold_rule` (`select_threshold`). Returns (temperature, threshold, metrics with
+    bootstrap intervals, which name the rule).
 
     Only validation images decide either number: the test split never reaches this function.
     """
     dataset = ImageDataset(records, transform, seed=seed)
     loader = make_loader(dataset, batch_size, workers)
     logits, labels = predict_logits(module, loader, device, "valid", progress)
-    return calibration_from_logits(logits, labels, calibrate=calibrate)
+    return calibration_from_logits(
+        logits, labels, calibrate=calibrate, threshold_rule=threshold_rule
+    )
 
 
 def calibration_from_logits(
-    logits: torch.Tensor, labels: torch.Tensor, *, calibrate: bool = True
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    calibrate: bool = True,
+    threshold_rule: str = THRESHOLD_RULES[0],
 ) -> tuple[float, float, dict[str, Any]]:
     """`calibrate_on_validation` from the validation logits (scored by the caller: under
     torchrun, shared out over the ranks)."""
     labels_np = labels.numpy().astype(int)
     temperature = fit_temperature(labels_np, logits.numpy()) if calibrate else 1.0
     scores = torch.sigmoid(logits.double() / temperature).numpy()  # as Detector scores them
-    threshold = choose_threshold(labels_np, scores)
+    threshold = select_threshold(labels_np, scores, threshold_rule)
     metrics = compute_metrics(labels_np, scores, threshold, n_bootstrap=200)
+    metrics["threshold_rule"] = threshold_rule
     if calibrate:
         raw = torch.sigmoid(logits.double()).numpy()
         metrics["ece_before_calibration"] = expected_calibration_error(labels_np, raw)
     return temperature, threshold, metrics
-

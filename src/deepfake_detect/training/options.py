@@ -13,6 +13,7 @@ from deepfake_detect.data.prepare import DataSpec
 from deepfake_detect.data.transforms import AUGMENTATIONS, reencode_steps
 from deepfake_detect.devices import check_device_name
 from deepfake_detect.errors import DataError
+from deepfake_detect.evaluation.metrics import THRESHOLD_RULES
 from deepfake_detect.inference.faces import CropPolicy
 from deepfake_detect.models.config import ModelConfig
 from deepfake_detect.models.networks import HEADS, default_preprocessing
@@ -20,7 +21,17 @@ from deepfake_detect.models.networks import HEADS, default_preprocessing
 OPTIONS_NAME = "options.json"
 # Options that may differ when resuming: they change neither the data nor the arithmetic.
 RESUMABLE_CHANGES = frozenset(
-    {"resume", "progress", "workers", "device", "data", "fake_only", "output", "calibrate"}
+    {
+        "resume",
+        "progress",
+        "workers",
+        "device",
+        "data",
+        "fake_only",
+        "output",
+        "calibrate",
+        "threshold_rule",
+    }
 )
 
 
@@ -71,6 +82,7 @@ class TrainOptions:
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     calibrate: bool = True
+    threshold_rule: str = THRESHOLD_RULES[0]
     resume: bool = False
     progress: bool = True
 
@@ -83,6 +95,8 @@ class TrainOptions:
             (self.augment in AUGMENTATIONS, f"--augment must be one of {', '.join(AUGMENTATIONS)}"),
             (self.select_by in SELECT_BY, f"--select-by must be one of {', '.join(SELECT_BY)}"),
             (self.head in HEADS, f"--head must be one of {', '.join(HEADS)}"),
+            (self.threshold_rule in THRESHOLD_RULES,
+             f"--threshold-rule must be one of {', '.join(THRESHOLD_RULES)}"),
             (self.seed >= 0, "--seed must be >= 0"),
             (self.split_seed is None or self.split_seed >= 0, "--split-seed must be >= 0"),
             (self.pretrained_file is None or Path(self.pretrained_file).is_file(),
@@ -224,4 +238,3 @@ def model_config(options: TrainOptions) -> ModelConfig:
         face_crop=CropPolicy().to_dict(),
         **pre,
     )
-

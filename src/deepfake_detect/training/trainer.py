@@ -280,13 +280,16 @@ class Trainer:
         """An epoch's validation pass on the weights the model holds now: loss, accuracy and
         ROC-AUC. `seed` draws each image's re-encoding (default: the run's `--seed`, which is
         what its epochs were measured on)."""
+        return validation_metrics(*self.validation_logits(seed))
+
+    def validation_logits(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels of the validation images, on the weights the model holds now, each
+        image re-encoded as `seed` draws (default: the run's)."""
         o = self.options
         valid = ImageDataset(
             self.splits.valid, self.valid_transform, seed=o.seed if seed is None else seed
         )
-        return validation_metrics(
-            *self._predict(self.model, valid, o.batch_size, o.workers, "valid")
-        )
+        return self._predict(self.model, valid, o.batch_size, o.workers, "valid")
 
     def _predict(self, module, dataset, batch_size: int, workers: int, desc: str):
         """Logits and labels of every item of `dataset`, in order; under torchrun each rank
@@ -379,10 +382,10 @@ class Trainer:
         """Best weights, a validation-chosen threshold, config.json, curves; then tidy up."""
         o, state = self.options, self.state
         self.model.load_state_dict(load_best_weights(self.run_dir, state))
-        valid = ImageDataset(self.splits.valid, self.valid_transform, seed=o.seed)
-        logits, labels = self._predict(self.model, valid, o.batch_size, o.workers, "valid")
         self.config.temperature, self.config.threshold, self.config.metrics = (
-            calibration_from_logits(logits, labels, calibrate=o.calibrate)
+            calibration_from_logits(
+                *self.validation_logits(), calibrate=o.calibrate, threshold_rule=o.threshold_rule
+            )
         )
         self.config.metrics["best_epoch"] = state.best_epoch
         self.config.metrics["selected_by"] = f"validation {o.select_by}"
