@@ -289,7 +289,10 @@ def network(config) -> str:
 
 def member_recipe(config, run_dir: Path, member: dict | None = None) -> tuple[str, float]:
     """One network's recipe in words, and its training time in seconds."""
+    # A model whose threshold was refitted after its run folder was gone
+    # (scripts/validation_loss.py --output) keeps the run's facts in its metrics.
     facts = member if member and "epochs_run" in member else run_facts(run_dir)
+    facts = facts or config.metrics.get("run_facts", {})
     if not facts:
         raise SystemExit(f"{run_dir}: no readable state.json, whose epochs and time the card tells")
     epochs_run, seconds = facts["epochs_run"], facts["training_seconds"]
@@ -355,6 +358,25 @@ def describe(config, run_dir: Path) -> dict[str, str]:
     }
 
 
+RULE_WORDS = {
+    "recalibrated": "where a class-balanced logistic recalibration of the validation scores "
+    "gives 1/2, `--threshold-rule recalibrated`",
+    "max-balanced": "maximum balanced accuracy on the validation split",
+}
+
+
+def threshold_words(config) -> str:
+    """How the threshold was chosen: the rule, and a refit after the run if there was one."""
+    words = RULE_WORDS[config.metrics.get("threshold_rule", "max-balanced")]
+    refit = config.metrics.get("threshold_refit")
+    if refit:
+        words += (
+            f"; chosen on {refit['date']} on the run's own validation pass, replacing "
+            f"{refit['from']['threshold']:.4f}, as docs/experiments.md records"
+        )
+    return words + "; never the test split"
+
+
 def weights_dtype(model_dir: Path) -> str:
     """How the weights are stored: float16 halves the file; the model computes in float32."""
     dtypes = {t.dtype for t in load_tensors(model_dir / WEIGHTS_NAME).values()}
@@ -387,6 +409,7 @@ def render_card(run_dir: Path, rows, evaluation: Path, reports: dict | None = No
         source_rows=source_rows(rows),
         split_table=split_table(rows),
         weights_dtype=weights_dtype(run_dir),
+        threshold_words=threshold_words(config),
         **describe(config, run_dir),
         metrics_rows="\n".join(table),
         target_note=target_note(heldout),

@@ -7,6 +7,13 @@ re-encoding and the seed that drew each image's JPEG quality, with another model
 two runs of different seeds report are not measured on the same images; this measures a model on
 the run's own (and, with --seed, on another seed's). The model must share the run's backbone,
 head and input size (`train --init-from`'s check). Nothing is written to the run folder.
+
+    python scripts/validation_loss.py --run RUN --model M --calibrate [--output DIR]
+
+also fits the temperature and chooses the threshold on that validation pass, as the trainer
+does at the end of a run, by each rule (`--threshold-rule`): the numbers the run would have
+stored. With --output, a new model folder: M's weights, the temperature and the threshold of
+`--threshold-rule` (default: the trainer's), and a record of the refit in its metrics.
 """
 
 from __future__ import annotations
@@ -40,11 +47,26 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="seed of the validation re-encoding (default: the run's); repeatable",
     )
+    parser.add_argument("--calibrate", action="store_true", help="temperature and thresholds")
+    parser.add_argument("--threshold-rule", default=None, help="the rule --output stores")
+    parser.add_argument("--output", type=Path, help="with --calibrate: new model folder")
     args = parser.parse_args(argv)
+    from deepfake_detect.evaluation.metrics import THRESHOLD_RULES
+
+    rule = args.threshold_rule or THRESHOLD_RULES[0]
+    if rule not in THRESHOLD_RULES:
+        parser.error(f"--threshold-rule must be one of {', '.join(THRESHOLD_RULES)}")
+    if args.output and not args.calibrate:
+        parser.error("--output needs --calibrate")
+    if args.output and args.output.exists() and any(args.output.iterdir()):
+        parser.error(f"--output {args.output}: exists and is not empty")
+    if args.output and args.seed and len(args.seed) > 1:
+        parser.error("--output takes one --seed")
     try:
         stored = json.loads((args.run / "options.json").read_text())
     except (OSError, ValueError) as exc:
         sys.exit(f"error: --run {args.run}: no readable options.json ({exc})")
+    from deepfake_detect.evaluation.scoring import calibration_from_logits, validation_metrics
     from deepfake_detect.training.options import TrainOptions
     from deepfake_detect.training.trainer import Trainer
 
@@ -62,13 +84,56 @@ def main(argv: list[str] | None = None) -> int:
         except (DetectorError, ValueError, TypeError) as exc:
             sys.exit(f"error: {exc}")
         for seed in args.seed or [trainer.options.seed]:
-            m = trainer.measure_validation(seed)
+            logits, labels = trainer.validation_logits(seed)
+            m = validation_metrics(logits, labels)
             print(
                 f"seed {seed}: {len(trainer.splits.valid)} images, "
                 f"validation loss {m['val_loss']:.4f}, "
                 f"accuracy {m['val_accuracy']:.4f}, ROC-AUC {m['val_auc']:.4f}"
             )
+            if args.calibrate:
+                fitted = {
+                    name: calibration_from_logits(logits, labels, threshold_rule=name)
+                    for name in THRESHOLD_RULES
+                }
+                for name, (temperature, threshold, fm) in fitted.items():
+                    print(
+                        f"  {name}: temperature {temperature:.4f}, threshold {threshold:.4f}, "
+                        f"accuracy {fm['accuracy']:.4f}, balanced accuracy "
+                        f"{fm['balanced_accuracy']:.4f}, reals called fake "
+                        f"{fm['false_alarm_rate']:.4f}, fakes caught {fm['detection_rate']:.4f}"
+                    )
+                if args.output:
+                    write_refit(args.model, args.output, fitted[rule], rule, args.run, seed)
+                    print(f"written: {args.output} ({rule})")
     return 0
+
+
+def write_refit(model: Path, output: Path, fitted, rule: str, run: Path, seed: int) -> None:
+    """A model folder: `model`'s weights with the refitted temperature, threshold and metrics
+    (config.json written last, so an interrupted copy is no model)."""
+    import shutil
+    import time
+
+    from deepfake_detect.files import atomic_write_json
+    from deepfake_detect.models.config import CONFIG_NAME, WEIGHTS_NAME, read_config
+
+    config = read_config(model)
+    temperature, threshold, metrics = fitted
+    record = {
+        "from": {"threshold": config.threshold, "temperature": config.temperature,
+                 "version": config.version},
+        "rule": rule,
+        "validation_of": run.name,
+        "seed": seed,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
+    config.temperature, config.threshold = temperature, threshold
+    config.version = time.strftime("%Y.%m.%d", time.gmtime())  # its labels are not the old ones
+    config.metrics = {**config.metrics, **metrics, "threshold_refit": record}
+    output.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model / WEIGHTS_NAME, output / WEIGHTS_NAME)
+    atomic_write_json(output / CONFIG_NAME, config.to_dict())
 
 
 if __name__ == "__main__":
