@@ -326,6 +326,30 @@ def test_validation_loss_script_measures_a_model_on_a_runs_validation(
         script.main(["--run", str(moved), "--model", str(trained_run)])
 
 
+def test_validation_loss_script_refits_the_threshold_of_a_run(trained_run, tmp_path, capsys):
+    """--calibrate repeats the end of the run: on the run's own model it finds the stored
+    temperature and threshold; --output writes that model with the chosen rule's numbers."""
+    script = load_script("validation_loss")
+    stored = read_config(trained_run)
+    out = tmp_path / "refit"
+    args = ["--run", str(trained_run), "--model", str(trained_run), "--calibrate"]
+    assert script.main([*args, "--output", str(out), "--threshold-rule", "max-balanced"]) == 0
+    printed = capsys.readouterr().out
+    found = f"temperature {stored.temperature:.4f}, threshold {stored.threshold:.4f}"
+    assert f"recalibrated: {found}" in printed
+    refit = read_config(out)
+    assert refit.weights_sha256 == stored.weights_sha256
+    assert refit.temperature == pytest.approx(stored.temperature)
+    assert refit.metrics["threshold_rule"] == "max-balanced"
+    record = refit.metrics["threshold_refit"]
+    assert record["from"]["threshold"] == stored.threshold and record["rule"] == "max-balanced"
+    with pytest.raises(SystemExit):  # the folder exists now: refused, nothing overwritten
+        script.main([*args, "--output", str(out)])
+    with pytest.raises(SystemExit):
+        script.main([*args[:-1], "--output", str(tmp_path / "x")])  # --output needs --calibrate
+    assert not (tmp_path / "x").exists()
+
+
 def test_init_from_refuses_another_network(trained_run, multi_source_data, tmp_path):
     other = tmp_path / "linear"
     shutil.copytree(trained_run, other)
