@@ -7,12 +7,14 @@ image per call) against one lane (every thread on each call of `engines.ONNX_SUB
 images, spinning during the call, as the engine ran before lanes). With `--against pinned` it
 measures two lanes left to the scheduler against the same two lanes each pinned to its own CPU
 with `os.sched_setaffinity` (Linux: for the calling thread), which keeps a lane's activations in
-one core's L2. Either way in alternating pairs of windows, so that both sides see the same
+one core's L2. With `--against two-per-call` it measures the default lanes (one image per call,
+`engines.ONNX_LANE_SUB_BATCH`) against the same lanes scoring two images per call. Each way in
+alternating pairs of windows, so that both sides see the same
 minutes of a shared host, and it prints each pair, the median ratio and how many pairs the
 lanes (or the pinned lanes) won.
 
-    python scripts/lanes_ab.py [--model DIR] [--precision fp32|int8] [--against one-lane|pinned]
-                               [--pairs 8] [--seconds 4]
+    python scripts/lanes_ab.py [--model DIR] [--precision fp32|int8]
+                               [--against one-lane|pinned|two-per-call] [--pairs 8] [--seconds 4]
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="a run folder (default: the bundled model)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
-    parser.add_argument("--against", default="one-lane", choices=("one-lane", "pinned"))
+    parser.add_argument(
+        "--against", default="one-lane", choices=("one-lane", "pinned", "two-per-call")
+    )
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0, help="each window")
     args = parser.parse_args()
@@ -87,6 +91,15 @@ def main() -> None:
         candidate = functools.partial(lanes_rate, engine, image, cpus, True, args.seconds)
         names = ("unpinned", "pinned")
         print(f"{lanes.path.name}: two lanes of one image per call, unpinned against pinned")
+    elif args.against == "two-per-call":
+        pairs = OnnxEngine(lanes.path, sub_batch=2)
+        batch = np.random.default_rng(0).standard_normal((32, 3, size, size)).astype(np.float32)
+        np.testing.assert_allclose(lanes.logits(batch), pairs.logits(batch), atol=1e-3)
+        baseline = functools.partial(rate, lanes, batch, args.seconds)
+        candidate = functools.partial(rate, pairs, batch, args.seconds)
+        names = ("one per call", "two per call")
+        print(f"{lanes.path.name}: {lanes.lanes} lanes of {lanes.sub_batch} image(s) per call "
+              f"against {pairs.lanes} lanes of {pairs.sub_batch}")  # fmt: skip
     else:
         one_lane = OnnxEngine(lanes.path, lanes=1, spin=True)
         batch = np.random.default_rng(0).standard_normal((32, 3, size, size)).astype(np.float32)
