@@ -9,9 +9,8 @@ measures two lanes left to the scheduler against the same two lanes each pinned 
 with `os.sched_setaffinity` (Linux: for the calling thread), which keeps a lane's activations in
 one core's L2. With `--against two-per-call` it measures the default lanes (one image per call,
 `engines.ONNX_LANE_SUB_BATCH`) against the same lanes scoring two images per call. Each way in
-alternating pairs of windows, so that both sides see the same
-minutes of a shared host, and it prints each pair, the median ratio and how many pairs the
-lanes (or the pinned lanes) won.
+alternating pairs of windows, so that both sides see the same minutes of a shared host, and it
+prints each pair, the median ratio and how many pairs the second side won.
 
     python scripts/lanes_ab.py [--model DIR] [--precision fp32|int8]
                                [--against one-lane|pinned|two-per-call] [--pairs 8] [--seconds 4]
@@ -91,24 +90,19 @@ def main() -> None:
         candidate = functools.partial(lanes_rate, engine, image, cpus, True, args.seconds)
         names = ("unpinned", "pinned")
         print(f"{lanes.path.name}: two lanes of one image per call, unpinned against pinned")
-    elif args.against == "two-per-call":
-        pairs = OnnxEngine(lanes.path, sub_batch=2)
+    else:  # the same random batch of 32 through both engines, checked to agree first
+        if args.against == "two-per-call":
+            first, second = lanes, OnnxEngine(lanes.path, sub_batch=2)
+            names = ("one per call", "two per call")
+        else:
+            first, second = OnnxEngine(lanes.path, lanes=1, spin=True), lanes
+            names = ("one lane", "lanes")
         batch = np.random.default_rng(0).standard_normal((32, 3, size, size)).astype(np.float32)
-        np.testing.assert_allclose(lanes.logits(batch), pairs.logits(batch), atol=1e-3)
-        baseline = functools.partial(rate, lanes, batch, args.seconds)
-        candidate = functools.partial(rate, pairs, batch, args.seconds)
-        names = ("one per call", "two per call")
-        print(f"{lanes.path.name}: {lanes.lanes} lanes of {lanes.sub_batch} image(s) per call "
-              f"against {pairs.lanes} lanes of {pairs.sub_batch}")  # fmt: skip
-    else:
-        one_lane = OnnxEngine(lanes.path, lanes=1, spin=True)
-        batch = np.random.default_rng(0).standard_normal((32, 3, size, size)).astype(np.float32)
-        np.testing.assert_allclose(lanes.logits(batch), one_lane.logits(batch), atol=1e-3)
-        baseline = functools.partial(rate, one_lane, batch, args.seconds)
-        candidate = functools.partial(rate, lanes, batch, args.seconds)
-        names = ("one lane", "lanes")
-        print(f"{lanes.path.name}: {lanes.lanes} lanes of {lanes.sub_batch} image(s) per call "
-              f"against one lane of {one_lane.sub_batch}")  # fmt: skip
+        np.testing.assert_allclose(first.logits(batch), second.logits(batch), atol=1e-3)
+        baseline = functools.partial(rate, first, batch, args.seconds)
+        candidate = functools.partial(rate, second, batch, args.seconds)
+        print(f"{lanes.path.name}: {second.lanes} lane(s) of {second.sub_batch} image(s) per "
+              f"call against {first.lanes} of {first.sub_batch}")  # fmt: skip
     ratios = []
     for pair in range(1, args.pairs + 1):
         base, new = baseline(), candidate()

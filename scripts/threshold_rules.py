@@ -113,15 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.resamples < 10:
         parser.error("--resamples must be at least 10")
+    try:  # every file read before any row is printed
+        tables = {path: read_scores(path) for path in args.scores}
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print("| scores | rule | threshold | threshold, 95% of resamples | reals called fake "
           "(resampled) | fakes missed (resampled) | spread | balanced accuracy |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for path in args.scores:
-        try:
-            labels, sources, scores = read_scores(path)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    for path, (labels, sources, scores) in tables.items():
         for name, rule in RULES.items():
             t = rule(labels, scores)
             fa, miss = rates(labels, scores, t)

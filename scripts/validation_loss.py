@@ -111,12 +111,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_refit(model: Path, output: Path, fitted, rule: str, run: Path, seed: int) -> None:
     """A model folder: `model`'s weights with the refitted temperature, threshold and metrics
-    (config.json written last, so an interrupted copy is no model)."""
-    import shutil
+    (`calibrate`'s writer: config.json last, so an interrupted copy is no model)."""
     import time
 
-    from deepfake_detect.files import atomic_write_json
-    from deepfake_detect.models.config import CONFIG_NAME, WEIGHTS_NAME, read_config
+    from deepfake_detect.evaluation.calibration import write_model_folder
+    from deepfake_detect.models.config import read_config
 
     config = read_config(model)
     temperature, threshold, metrics = fitted
@@ -127,13 +126,11 @@ def write_refit(model: Path, output: Path, fitted, rule: str, run: Path, seed: i
         "validation_of": run.name,
         "seed": seed,
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-    }
+    }  # fmt: skip
     config.temperature, config.threshold = temperature, threshold
     config.version = time.strftime("%Y.%m.%d", time.gmtime())  # its labels are not the old ones
     config.metrics = {**config.metrics, **metrics, "threshold_refit": record}
-    output.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model / WEIGHTS_NAME, output / WEIGHTS_NAME)
-    atomic_write_json(output / CONFIG_NAME, config.to_dict())
+    write_model_folder(model, output, config)
 
 
 if __name__ == "__main__":

@@ -124,12 +124,13 @@ def recalibrate(
     config = type(old).from_dict(old.to_dict())
     config.threshold, config.temperature = threshold, temperature
     config.metrics = {**old.metrics, "recalibration": {**record, "metrics": metrics}}
-    _write_folder(Path(detector.model_dir), output_dir, config)
+    write_model_folder(Path(detector.model_dir), output_dir, config)
     return {"threshold": threshold, "temperature": temperature, **record, "metrics": metrics}
 
 
-def _write_folder(source: Path, output_dir: Path, config) -> None:
-    """The weights copied, then config.json: a folder without config.json is no model, so an
+def write_model_folder(source: Path, output_dir: Path, config) -> None:
+    """A model folder of `source`'s weights with `config` (new numbers for the same network):
+    the weights copied, then config.json: a folder without config.json is no model, so an
     interrupted run leaves nothing that loads."""
     from deepfake_detect.files import atomic_write_json
 
