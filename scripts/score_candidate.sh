@@ -2,7 +2,8 @@
 # Score a finished candidate of the second edition on its validation split, by the rule in
 # docs/experiments.md: per-source ROC-AUC at JPEG quality 75 (evaluate), and the diffusion faces
 # per generator against real photos with their history (diffusion_report). The per-image scores
-# are kept in docs/scores/ so that later comparisons can be paired.
+# are kept in docs/scores/ so that later comparisons can be paired; then the standing checks
+# below.
 #   bash scripts/score_candidate.sh /work/exp/candidate-robust-diffusion candidate-b
 # A run trained without --fake-only has no diffusion faces in its split: SPLIT_FROM names a run
 # folder whose split.csv has them (the same manifest and seed give every run the same real
@@ -45,3 +46,11 @@ with open(target, "w", newline="") as f:
     csv.writer(f, lineterminator="\n").writerows(rows)
 PY
 cp "$OUT/valid-q75/metrics.json" "docs/scores/$NAME-valid-q75-metrics.json"
+# The checks K failed after it was chosen (docs/experiments.md, "K fails the bundled model's
+# standing test"): the README's example photo scored whole, as the bundled model's test scores
+# it (it must be called real), and validation faces pasted into a larger frame and scored whole
+# (real photos called fake), so that a candidate meets them before it is judged, not after.
+python scripts/faces_in_frame.py --model "$RUN" --split valid --limit 400 \
+    --json "docs/scores/$NAME-framing-valid.json"
+deepfake-detect -q predict examples/astronaut.png --model "$RUN" --format csv --output - |
+    tee "$OUT/example-photo.csv"
