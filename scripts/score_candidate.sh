@@ -50,6 +50,16 @@ cp "$OUT/valid-q75/metrics.json" "docs/scores/$NAME-valid-q75-metrics.json"
 # standing test"): the README's example photo scored whole, as the bundled model's test scores
 # it (it must be called real), and validation faces pasted into a larger frame and scored whole
 # (real photos called fake), so that a candidate meets them before it is judged, not after.
+# The framing check takes its faces from the shipped split manifest's validation images: stop
+# if the run trained on any of them (every candidate so far was trained on the shipped split).
+python - "$RUN/split.csv" src/deepfake_detect/bundled/split_manifest.csv <<'PY'
+import csv, sys
+run = {r["group"]: r["split"] for r in csv.DictReader(open(sys.argv[1], newline=""))}
+valid = [r["group"] for r in csv.DictReader(open(sys.argv[2], newline="")) if r["split"] == "valid"]
+seen = [g for g in valid if run.get(g) == "train"]
+if seen:
+    sys.exit(f"framing check: {len(seen)} of its validation faces are training images of this run")
+PY
 python scripts/faces_in_frame.py --model "$RUN" --split valid --limit 400 \
     --json "docs/scores/$NAME-framing-valid.json"
 deepfake-detect -q predict examples/astronaut.png --model "$RUN" --format csv --output - |
