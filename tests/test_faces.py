@@ -171,6 +171,33 @@ def test_auto_crops_small_faces_only(face_photos, tmp_path):
     assert alone.score == detector.score(tight)[0].score
 
 
+def test_auto_looks_for_no_face_in_an_image_the_size_of_a_face_crop(face_photos, tmp_path):
+    import io
+
+    from deepfake_detect.inference import load_detector
+
+    policy = CropPolicy()  # 256 / (0.5 * 1.34) = 382.09: the bundled model's gate
+    assert not policy.looks_for_faces((382, 1000), 256) and policy.looks_for_faces((383, 383), 256)
+    folder, _ = face_photos
+    detector = load_detector(make_model(tmp_path / "model"))  # 32 px: faces looked for from 48
+    crop = Image.fromarray(np.random.default_rng(0).integers(0, 255, (47, 60, 3), np.uint8))
+    buffer = io.BytesIO()
+    crop.save(buffer, "JPEG", quality=90)
+    (tmp_path / "crop.jpg").write_bytes(buffer.getvalue())
+
+    def no_detector():
+        raise AssertionError("looked for faces in a face crop")
+
+    detector.face_detector = no_detector
+    inputs = [tmp_path / "crop.jpg", buffer.getvalue(), crop]
+    auto = detector.score(inputs, faces="auto")
+    for a, b in zip(auto, detector.score(inputs), strict=True):
+        assert a.error is None and a.score == b.score and a.to_dict() == b.to_dict()
+        assert "faces" not in a.to_dict()  # as with off: no faces key, no warning
+    with pytest.raises(AssertionError, match="looked for faces"):
+        detector.score(folder / "group.jpg", faces="auto")  # 720x400: looked for
+
+
 def test_predict_faces_writes_a_row_per_face(face_photos, tmp_path, capsys, monkeypatch):
     from test_cli import run_cli
 
@@ -198,6 +225,10 @@ def test_predict_faces_writes_a_row_per_face(face_photos, tmp_path, capsys, monk
     code, _, err = run_cli(["predict", str(folder), "--model", str(model), "--faces", "some"],
                            capsys, monkeypatch)  # fmt: skip
     assert code == 2 and "--faces must be one of off, on, auto" in err
+    code, _, err = run_cli(["predict", str(folder), "--model", str(model), "--faces", "off",
+                            "--output", str(out)], capsys, monkeypatch)  # fmt: skip
+    with open(out) as f:
+        assert next(csv.reader(f)) == ["path", "score", "label", "error", "provenance", "threshold"]
 
 
 def test_training_records_the_crop_policy_in_config_json(tmp_path):

@@ -26,6 +26,8 @@ from PIL import Image
 
 from deepfake_detect.data.images import (
     decode_image,
+    decode_pixels,
+    decoded_input,
     load_image,
     model_input,
     preprocess,
@@ -203,6 +205,13 @@ class Detector:
             return self.video_inputs(item, faces, frames)
         if faces == "off" and not provenance:
             return Inputs([self.preprocess(item)])
+        if faces == "auto" and not provenance and not isinstance(item, Image.Image):
+            decoded = decode_pixels(*read_source(item))  # its size first: gated, as with off
+            if not self.crop_policy.looks_for_faces(_pixel_size(decoded), c.image_size):
+                return Inputs([decoded_input(decoded, c.image_size, c.mean, c.std,
+                                             c.interpolation)])  # fmt: skip
+            image = Image.fromarray(decoded) if isinstance(decoded, np.ndarray) else decoded
+            return self.face_inputs(image, faces, None)
         if isinstance(item, Image.Image):
             image = load_image(item)
         else:
@@ -249,9 +258,11 @@ class Detector:
         from deepfake_detect.inference.faces import crop_face
 
         c, policy = self.config, self.crop_policy
+        whole = preprocess(image, c.image_size, c.mean, c.std, c.interpolation)
+        if mode == "auto" and not policy.looks_for_faces(image.size, c.image_size):
+            return Inputs([whole], provenance)  # a face crop already: scored as with "off"
         faces = sorted(self.face_detector().detect(image), key=lambda f: (f.box[0], f.box[1]))
         faces = faces[:MAX_FACES]
-        whole = preprocess(image, c.image_size, c.mean, c.std, c.interpolation)
         if not faces:
             return Inputs([whole], provenance, [], [NO_FACE])
         if mode == "auto" and max(f.side for f in faces) >= policy.auto_share * min(image.size):
@@ -288,7 +299,9 @@ class Detector:
         traces); a PIL image has no file, so none. `faces` "on" finds the faces, crops each
         as the model's training images are framed (`crop_policy`) and scores each: the image's
         score is the highest; "auto" crops only faces that fill less of the image than
-        `crop_policy.auto_share`; no face found scores the whole image, with a warning.
+        `crop_policy.auto_share`, and looks for none in an image too small to hold such a face
+        at the model's input size (`CropPolicy.looks_for_faces`: a 256 px face crop is scored
+        whole, as with "off"); no face found scores the whole image, with a warning.
         A video file (mp4, mov, webm, mkv, avi, known by its bytes) is scored at `frames`
         evenly spaced frames: its score is their mean, with their highest as `max_score`.
         """
@@ -451,6 +464,13 @@ def default_workers() -> int:
     from deepfake_detect.inference.engines import decodes_between_calls
 
     return 0 if decodes_between_calls() else 1
+
+
+def _pixel_size(decoded: Image.Image | np.ndarray) -> tuple[int, int]:
+    """(width, height) of what `decode_pixels` returned."""
+    if isinstance(decoded, np.ndarray):
+        return decoded.shape[1], decoded.shape[0]
+    return decoded.size
 
 
 def _is_single(inputs) -> bool:
