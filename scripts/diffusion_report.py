@@ -127,12 +127,14 @@ def run(argv: list[str] | None) -> int:
     p.add_argument("--json", type=Path)
     p.add_argument("--engine", default="onnx", choices=("onnx", "torch"))
     p.add_argument("--device", default="auto", help="torch engine: auto, cpu or cuda")
+    p.add_argument("--faces", default="off", choices=("off", "on", "auto"),
+                   help="score both classes by their faces (deepfake-detect predict --faces)")
     args = p.parse_args(argv)
     fakes, reals = split_records(args.split_from, args.split, args.source)
     model = None if args.model == "bundled" else args.model
     detector = load_detector(model, args.device, engine=args.engine)
-    fake_scores = _scores(score_records(detector, fakes))
-    real_scores = _scores(score_records(detector, reals, history=True))
+    fake_scores = _scores(score_records(detector, fakes, faces=args.faces))
+    real_scores = _scores(score_records(detector, reals, history=True, faces=args.faces))
     figures = report(fake_scores, [generator_of(r.path) for r in fakes], real_scores,
                      detector.threshold)  # fmt: skip
     print(format_report(figures, detector.threshold))

@@ -165,6 +165,13 @@ def test_auto_crops_small_faces_only(face_photos, tmp_path):
     detector = load_detector(make_model(tmp_path / "model"))
     [group] = detector.score(folder / "group.jpg", faces="auto")
     assert len(group.faces) == 3  # 150 px faces in a 400 px tall photo: cropped
+    # the whole picture is scored beside its faces: the image's score is the highest of all
+    [whole] = detector.score(folder / "group.jpg")
+    assert group.whole_score == pytest.approx(whole.score, abs=1e-6)
+    assert group.score == max(group.whole_score, *(f["score"] for f in group.faces))
+    [on] = detector.score(folder / "group.jpg", faces="on")
+    assert on.whole_score is None and "whole_score" not in on.to_dict()
+    assert [f["score"] for f in on.faces] == [f["score"] for f in group.faces]
     tight = next(iter(sorted((SHARED_DATA / "faces140k-sample" / "fake").glob("*"))))
     [alone] = detector.score(tight, faces="auto")  # fills the frame, as in training
     assert alone.faces == [] and alone.warnings == []
@@ -225,6 +232,15 @@ def test_predict_faces_writes_a_row_per_face(face_photos, tmp_path, capsys, monk
     code, _, err = run_cli(["predict", str(folder), "--model", str(model), "--faces", "some"],
                            capsys, monkeypatch)  # fmt: skip
     assert code == 2 and "--faces must be one of off, on, auto" in err
+    code, stdout, _ = run_cli(["predict", str(folder / "group.jpg"), "--model", str(model),
+                               "--faces", "auto", "--output", "-", "--format", "csv"],
+                              capsys, monkeypatch)  # fmt: skip
+    whole, *faces = csv.DictReader(stdout.splitlines())
+    assert whole["face"] == whole["box"] == "" and [f["face"] for f in faces] == ["0", "1", "2"]
+    assert {whole["label"]} <= {"fake", "real"} and float(whole["score"]) >= 0
+    code, stdout, _ = run_cli(["predict", str(folder / "group.jpg"), "--model", str(model),
+                               "--faces", "auto"], capsys, monkeypatch)  # fmt: skip
+    assert "the whole image, scored beside its faces" in stdout.splitlines()[1]
     code, _, err = run_cli(["predict", str(folder), "--model", str(model), "--faces", "off",
                             "--output", str(out)], capsys, monkeypatch)  # fmt: skip
     with open(out) as f:

@@ -413,5 +413,11 @@ def test_faces_and_videos_through_the_api(client, model, tmp_path):
     expected = load_detector(model).score(group, faces="on")[0]
     assert [f["box"] for f in result["faces"]] == [f["box"] for f in expected.faces]
     assert result["score"] == pytest.approx(expected.score, abs=1e-9)
+    assert result["whole_score"] is None  # on: the faces alone
+    answer = client.post("/v1/predict", params={"faces": "auto"}, files=files(("g.jpg", group)))
+    [auto] = answer.json()["results"]
+    expected = load_detector(model).score(group, faces="auto")[0]
+    assert auto["whole_score"] == pytest.approx(expected.whole_score, abs=1e-9)
+    assert auto["score"] == max(auto["whole_score"], *(f["score"] for f in auto["faces"]))
     assert client.post("/v1/predict", params={"faces": "maybe"},
                        files=files(("g.jpg", group))).status_code == 400  # fmt: skip

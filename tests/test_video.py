@@ -146,3 +146,23 @@ def test_a_pipe_is_never_taken_for_a_video_nor_opened_to_find_out(tmp_path: Path
     asking.join(timeout=10)
     assert answers == [False]
     assert is_video(write_clip(tmp_path / "clip.mkv")) and not is_video(tmp_path / "missing")
+
+
+def test_a_frame_scored_whole_beside_its_faces_counts_its_highest_score():
+    from deepfake_detect.cli.outputs import media_rows
+    from deepfake_detect.inference.detector import Inputs
+    from deepfake_detect.inference.faces import Face
+
+    arrays = [np.zeros((3, 8, 8), np.float32)] * 2
+    face = Face((10.0, 10.0, 50.0, 50.0), 0.99)
+    auto = Inputs(arrays, None, [face], [], whole=True)  # arrays[0]: the whole frame
+    video = Inputs(arrays * 2, None, None, [], [(0, 0.0, auto), (8, 0.5, auto)])
+    prediction = video.prediction("v.mp4", iter([0.9, 0.2, 0.1, 0.3]), 0.5)
+    first, second = prediction.frames
+    assert first["whole_score"] == 0.9 and first["score"] == 0.9 and first["label"] == "fake"
+    assert [f["score"] for f in first["faces"]] == [0.2]
+    assert second["score"] == 0.3 and second["whole_score"] == 0.1
+    assert prediction.score == pytest.approx(0.6) and prediction.max_score == 0.9
+    rows = media_rows(prediction.to_dict(), 0.5)  # per frame: the whole frame, then its face
+    assert [(r["frame"], r["face"], r["score"]) for r in rows] == [
+        (0, "", 0.9), (0, 0, 0.2), (8, "", 0.1), (8, 0, 0.3), ("", "", prediction.score)]

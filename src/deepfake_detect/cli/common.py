@@ -115,7 +115,8 @@ FacesOption = Annotated[
         metavar="off|on|auto",
         help="on: find the faces, crop each as the model's training images are framed and "
         "score each (the image's score is the highest face's); auto: crop only faces that "
-        "fill a small part of the image; off: score the whole image.",
+        "fill a small part of the image, and score the whole image beside them (the highest "
+        "score counts); off: score the whole image.",
     ),
 ]
 EngineOption = Annotated[

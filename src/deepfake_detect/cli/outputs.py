@@ -52,7 +52,8 @@ class PredictionWriter:
 
     def write(self, record: dict) -> None:
         if self.kind in ("csv", "table"):
-            for row in media_rows(record) if self.faces else [record]:
+            rows = media_rows(record, self.header["threshold"]) if self.faces else [record]
+            for row in rows:
                 self._write_row(row)
         elif self.kind == "jsonl":
             self.out.write(json.dumps(record) + "\n")
@@ -81,6 +82,7 @@ def table_row(record: dict, threshold: float, width: int) -> str:
     provenance = provenance_summary(record)
     notes = [] if record.get("frame") in ("", None) else [f"frame {record['frame']}"]
     notes += [f"face {record['face']} at {record['box']}"] if record.get("box") else []
+    notes += ["the whole image, scored beside its faces"] if record.get("whole") else []
     if record.get("max_score") is not None:
         notes.append(f"video: mean of its frames, highest {record['max_score']:.4f}")
     notes += [record["error"]] if record["error"] else []
@@ -92,26 +94,31 @@ def table_row(record: dict, threshold: float, width: int) -> str:
     )
 
 
-def media_rows(record: dict) -> list[dict]:
+def media_rows(record: dict, threshold: float) -> list[dict]:
     """A record as rows: a video's frames (each by face_rows), then the video's own row; an
     image by face_rows."""
     if not record.get("frames"):
-        return face_rows(record)
+        return face_rows(record, threshold)
     rows = []
     for frame in record["frames"]:
         shared = {"path": record["path"], "error": None, "warnings": None, "frame": frame["frame"]}
-        rows += face_rows({**frame, **shared, "provenance": None})
+        rows += face_rows({**frame, **shared, "provenance": None}, threshold)
     return [*rows, {**record, "frame": "", "face": "", "box": ""}]
 
 
-def face_rows(record: dict) -> list[dict]:
-    """A record of --faces as rows: one per face (its own score, label, index and box), or one
-    for the whole image when no face was cropped."""
+def face_rows(record: dict, threshold: float) -> list[dict]:
+    """A record of --faces as rows: one per face (its own score, label, index and box), after
+    one for the whole image when auto scored it beside them (empty face and box); or one for
+    the whole image when no face was cropped."""
     base = {"frame": "", **record, "face": "", "box": ""}
     faces = record.get("faces") or []
     if not faces:
         return [base]
-    return [
+    whole = record.get("whole_score")
+    rows = [] if whole is None else [
+        {**base, "score": whole, "label": "fake" if whole >= threshold else "real", "whole": True}
+    ]  # fmt: skip
+    return rows + [
         {**base, "score": f["score"], "label": f["label"], "face": f["face"],
          "box": " ".join(map(str, f["box"])), "path": record["path"]}
         for f in faces

@@ -69,10 +69,13 @@ class Prediction:
     # score is the mean of its frames', and max_score the highest
     frames: list[dict[str, Any]] | None = None
     max_score: float | None = None
+    # faces="auto" with faces cropped: the whole image's own score, scored beside its faces
+    # (the image's score is the highest of the three kinds)
+    whole_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("faces", "warnings", "frames", "max_score"):
+        for key in ("faces", "warnings", "frames", "max_score", "whole_score"):
             if data[key] is None:
                 del data[key]
         return data
@@ -95,19 +98,26 @@ class Inputs:
 
     arrays: list[np.ndarray]
     provenance: dict | None = None
-    faces: list[Any] | None = None  # inference.faces.Face per array, in faces mode
+    faces: list[Any] | None = None  # inference.faces.Face per face array, in faces mode
     warnings: list[str] | None = None
     frames: list[tuple[int, float, Inputs]] | None = None  # a video: (index, time, frame)
+    whole: bool = False  # faces="auto": arrays[0] is the whole image, scored beside the faces
+
+    def split_scores(self, scores: Iterator[float]) -> tuple[float | None, list[float]]:
+        """This input's scores, taken from `scores`: the whole image's (auto with faces
+        cropped; else None) and one per face (or the one whole image of the other modes)."""
+        mine = [float(next(scores)) for _ in self.arrays]
+        return (mine[0], mine[1:]) if self.whole else (None, mine)
 
     def prediction(self, name: str, scores: Iterator[float], threshold: float) -> Prediction:
         """The record of these inputs, taking one score per array from `scores`."""
         if self.frames is not None:
             return _video_prediction(name, self, scores, threshold)
-        mine = [float(next(scores)) for _ in self.arrays]
-        score = max(mine)
+        whole, mine = self.split_scores(scores)
+        score = max(mine if whole is None else [whole, *mine])
         faces = _face_records(self.faces, mine, threshold)
         return Prediction(name, score, _label(score, threshold), None, self.provenance, faces,
-                          self.warnings)  # fmt: skip
+                          self.warnings, whole_score=whole)  # fmt: skip
 
 
 BUNDLED_DIR = Path(__file__).parent.parent / "bundled"
@@ -271,6 +281,8 @@ class Detector:
             preprocess(crop_face(image, f, policy), c.image_size, c.mean, c.std, c.interpolation)
             for f in faces
         ]
+        if mode == "auto":  # the rest of the picture is evidence too: scored beside the faces
+            return Inputs([whole, *crops], provenance, faces, [], whole=True)
         return Inputs(crops, provenance, faces, [])
 
     def score_arrays(self, batch: np.ndarray) -> np.ndarray:
@@ -299,9 +311,10 @@ class Detector:
         traces); a PIL image has no file, so none. `faces` "on" finds the faces, crops each
         as the model's training images are framed (`crop_policy`) and scores each: the image's
         score is the highest; "auto" crops only faces that fill less of the image than
-        `crop_policy.auto_share`, and looks for none in an image too small to hold such a face
-        at the model's input size (`CropPolicy.looks_for_faces`: a 256 px face crop is scored
-        whole, as with "off"); no face found scores the whole image, with a warning.
+        `crop_policy.auto_share`, scores the whole image beside them (`whole_score`; the
+        image's score is the highest of all), and looks for none in an image too small to hold
+        such a face at the model's input size (`CropPolicy.looks_for_faces`: a 256 px face crop
+        is scored whole, as with "off"); no face found scores the whole image, with a warning.
         A video file (mp4, mov, webm, mkv, avi, known by its bytes) is scored at `frames`
         evenly spaced frames: its score is their mean, with their highest as `max_score`.
         """
@@ -407,11 +420,13 @@ def _video_prediction(name: str, video: Inputs, scores: Iterator, threshold) -> 
     the mean of its frames."""
     records = []
     for index, time, frame in video.frames or []:
-        mine = [float(next(scores)) for _ in frame.arrays]
-        record = {"frame": index, "time": time, "score": max(mine),
-                  "label": _label(max(mine), threshold)}  # fmt: skip
+        whole, mine = frame.split_scores(scores)
+        score = max(mine if whole is None else [whole, *mine])
+        record = {"frame": index, "time": time, "score": score, "label": _label(score, threshold)}
         if frame.faces is not None:
             record["faces"] = _face_records(frame.faces, mine, threshold)
+        if whole is not None:
+            record["whole_score"] = whole
         records.append(record)
     frame_scores = [r["score"] for r in records]
     score = float(np.mean(frame_scores))

@@ -303,6 +303,7 @@ async def _one(state: ServiceState, detector: Detector, upload: Upload, explain,
         prediction = inputs.prediction(upload.filename, iter(scores), c.threshold)
         result["score"], result["label"] = prediction.score, prediction.label
         result["faces"] = prediction.faces
+        result["whole_score"] = prediction.whole_score
         result["warnings"] += prediction.warnings or []
     if explain:
         heatmap, warning = await _explain(state, prepared)

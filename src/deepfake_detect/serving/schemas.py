@@ -73,6 +73,7 @@ class FrameResult(BaseModel):
     score: float
     label: Literal["fake", "real"]
     faces: list[FaceResult] | None = None
+    whole_score: float | None = None
 
 
 class ItemError(BaseModel):
@@ -90,6 +91,10 @@ class Result(BaseModel):
     provenance: Provenance | None = None
     faces: list[FaceResult] | None = Field(
         None, description="faces=on|auto: each face's box and score; the score is the highest"
+    )
+    whole_score: float | None = Field(
+        None, description="faces=auto with faces cropped: the whole image's own score, scored "
+        "beside its faces (the score is the highest of all)"
     )
     frames: list[FrameResult] | None = Field(
         None, description="a video: each sampled frame's score; the score is their mean"
