@@ -229,7 +229,7 @@ def test_faces_are_boxed_by_verdict_and_provenance_is_shown(watched, server, tmp
     page.set_input_files("[data-testid=file-input]", [str(group), str(made)])
     _finished(page, 2)
     card = page.locator("[data-testid=result][data-filename='group.jpg']")
-    answer = httpx.post(f"{server}/v1/predict", params={"faces": "on"},
+    answer = httpx.post(f"{server}/v1/predict", params={"faces": "auto"},
                         files={"file": ("group.jpg", group.read_bytes(), "image/jpeg")},
                         timeout=60).json()["results"][0]  # fmt: skip
     boxes = card.locator("[data-testid=face-box]")
@@ -237,6 +237,8 @@ def test_faces_are_boxed_by_verdict_and_provenance_is_shown(watched, server, tmp
     assert [boxes.nth(i).get_attribute("data-label") for i in range(2)] == [
         f["label"] for f in answer["faces"]
     ]
+    line = card.locator("[data-testid=faces-line]").inner_text()
+    assert line.startswith("whole image: ") and answer["whole_score"] is not None
     first = boxes.nth(0).bounding_box()
     picture = card.locator(".card-media").bounding_box()
     assert picture["x"] < first["x"] < picture["x"] + picture["width"] / 2  # the left face

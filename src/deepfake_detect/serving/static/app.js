@@ -258,9 +258,15 @@
     }
     view.media.append(layer);
     const list = el("p", "faces-line small");
-    list.textContent = result.faces
-      .map((f) => `face ${f.face}: ${f.label} (${formatProbability(f.score)})`)
-      .join(" · ");
+    const parts = result.faces.map(
+      (f) => `face ${f.face}: ${f.label} (${formatProbability(f.score)})`
+    );
+    if (result.whole_score != null) {
+      const label = result.whole_score >= result.threshold ? "fake" : "real";
+      parts.unshift(`whole image: ${label} (${formatProbability(result.whole_score)})`);
+    }
+    list.dataset.testid = "faces-line";
+    list.textContent = parts.join(" · ");
     view.body.append(list);
   }
 
@@ -359,7 +365,9 @@
 
   async function score(view, cardGeneration) {
     const explain = ui.explain.checked;
-    const faces = ui.faces.checked ? "on" : "off";
+    // auto: the faces that are a small part of the picture, and the whole picture beside
+    // them (a face crop alone misses much of what gives a generated portrait away)
+    const faces = ui.faces.checked ? "auto" : "off";
     for (let attempt = 0; ; attempt += 1) {
       const form = new FormData();
       form.append("file", view.file, view.file.name);
