@@ -183,11 +183,13 @@ def test_auto_looks_for_no_face_in_an_image_the_size_of_a_face_crop(face_photos,
 
     from deepfake_detect.inference import load_detector
 
-    policy = CropPolicy()  # 256 / (0.5 * 1.34) = 382.09: the bundled model's gate
-    assert not policy.looks_for_faces((382, 1000), 256) and policy.looks_for_faces((383, 383), 256)
+    policy = CropPolicy()  # 256 / (0.5 * 1.34) = 382.09 on both sides: the bundled model's gate
+    assert not policy.looks_for_faces((382, 382), 256)
+    assert not policy.looks_for_faces((200, 256), 256)
+    assert policy.looks_for_faces((383, 200), 256) and policy.looks_for_faces((360, 640), 256)
     folder, _ = face_photos
     detector = load_detector(make_model(tmp_path / "model"))  # 32 px: faces looked for from 48
-    crop = Image.fromarray(np.random.default_rng(0).integers(0, 255, (47, 60, 3), np.uint8))
+    crop = Image.fromarray(np.random.default_rng(0).integers(0, 255, (47, 40, 3), np.uint8))
     buffer = io.BytesIO()
     crop.save(buffer, "JPEG", quality=90)
     (tmp_path / "crop.jpg").write_bytes(buffer.getvalue())
@@ -236,7 +238,8 @@ def test_predict_faces_writes_a_row_per_face(face_photos, tmp_path, capsys, monk
                                "--faces", "auto", "--output", "-", "--format", "csv"],
                               capsys, monkeypatch)  # fmt: skip
     whole, *faces = csv.DictReader(stdout.splitlines())
-    assert whole["face"] == whole["box"] == "" and [f["face"] for f in faces] == ["0", "1", "2"]
+    assert (whole["face"], whole["box"]) == ("whole", "") and [f["face"] for f in faces] == [
+        "0", "1", "2"]  # fmt: skip
     assert {whole["label"]} <= {"fake", "real"} and float(whole["score"]) >= 0
     code, stdout, _ = run_cli(["predict", str(folder / "group.jpg"), "--model", str(model),
                                "--faces", "auto"], capsys, monkeypatch)  # fmt: skip

@@ -165,4 +165,4 @@ def test_a_frame_scored_whole_beside_its_faces_counts_its_highest_score():
     assert prediction.score == pytest.approx(0.6) and prediction.max_score == 0.9
     rows = media_rows(prediction.to_dict(), 0.5)  # per frame: the whole frame, then its face
     assert [(r["frame"], r["face"], r["score"]) for r in rows] == [
-        (0, "", 0.9), (0, 0, 0.2), (8, "", 0.1), (8, 0, 0.3), ("", "", prediction.score)]
+        (0, "whole", 0.9), (0, 0, 0.2), (8, "whole", 0.1), (8, 0, 0.3), ("", "", prediction.score)]

@@ -108,15 +108,16 @@ def media_rows(record: dict, threshold: float) -> list[dict]:
 
 def face_rows(record: dict, threshold: float) -> list[dict]:
     """A record of --faces as rows: one per face (its own score, label, index and box), after
-    one for the whole image when auto scored it beside them (empty face and box); or one for
-    the whole image when no face was cropped."""
+    one for the whole image when auto scored it beside them (face "whole", no box); or one for
+    the whole image when no face was cropped (no face, no box)."""
     base = {"frame": "", **record, "face": "", "box": ""}
     faces = record.get("faces") or []
     if not faces:
         return [base]
     whole = record.get("whole_score")
     rows = [] if whole is None else [
-        {**base, "score": whole, "label": "fake" if whole >= threshold else "real", "whole": True}
+        {**base, "score": whole, "label": "fake" if whole >= threshold else "real",
+         "face": "whole", "whole": True}
     ]  # fmt: skip
     return rows + [
         {**base, "score": f["score"], "label": f["label"], "face": f["face"],

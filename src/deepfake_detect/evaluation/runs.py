@@ -117,7 +117,8 @@ def evaluate(
     history, every image first gets the diffusion faces' processing history (`reencoded`); with
     change, every image goes through that everyday change (a rotation, a crop, ...) first.
     Metrics per source are added when the split holds several sources. `progress` shows a bar.
-    `faces` on or auto scores each image by its highest face (`Detector.score`).
+    `faces` on scores each image by its highest face, auto by the highest of its faces' and
+    its own whole-image score (`Detector.score`).
     """
     threshold = detector.threshold if threshold is None else check_threshold(threshold)
     predictions = score_records(

@@ -68,12 +68,12 @@ class CropPolicy:
     auto_share: float = 0.5
 
     def looks_for_faces(self, size: tuple[int, int], image_size: int) -> bool:
-        """Whether --faces auto looks for faces in an image of `size` (width, height). Below
-        `image_size / (auto_share * scale)` on the shorter side (382 px for a 256 px model)
-        every face auto would crop makes a crop smaller than the model's input: such an image
-        is most likely a face crop already, as every training image is, and is scored whole,
-        at the speed of --faces off."""
-        return min(size) * self.auto_share * self.scale >= image_size
+        """Whether --faces auto looks for faces in an image of `size` (width, height). An image
+        under `image_size / (auto_share * scale)` on both sides (382 px for a 256 px model),
+        where every face auto would crop makes a crop smaller than the model's input, is most
+        likely a face crop already, as every training image is: it is scored whole, at the
+        speed of --faces off. A wider one (a 640x360 photo, a video frame) is searched."""
+        return max(size) * self.auto_share * self.scale >= image_size
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -73,7 +73,9 @@ class FrameResult(BaseModel):
     score: float
     label: Literal["fake", "real"]
     faces: list[FaceResult] | None = None
-    whole_score: float | None = None
+    whole_score: float | None = Field(
+        None, description="faces=auto with faces cropped: the whole frame's own score"
+    )
 
 
 class ItemError(BaseModel):
@@ -90,7 +92,8 @@ class Result(BaseModel):
     image: ImageInfo | None = None
     provenance: Provenance | None = None
     faces: list[FaceResult] | None = Field(
-        None, description="faces=on|auto: each face's box and score; the score is the highest"
+        None, description="faces=on|auto: each face's box and score; the score is the highest "
+        "(with auto, of the faces' and whole_score); none when auto looked for no face"
     )
     whole_score: float | None = Field(
         None, description="faces=auto with faces cropped: the whole image's own score, scored "
