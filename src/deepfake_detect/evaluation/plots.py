@@ -201,6 +201,7 @@ def plot_learning_curve(
     `curves` maps a label to points (n, roc_auc, [low, high] or None)."""
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
+    drawn = []  # every 1 - ROC-AUC drawn, bars included
     for label, points in curves.items():
         points = sorted(points)
         n = np.array([p[0] for p in points], float)
@@ -209,8 +210,12 @@ def plot_learning_curve(
         below = error - np.array([1 - high for _, high in spans])
         above = np.array([1 - low for low, _ in spans]) - error
         ax.errorbar(n, error, yerr=[below, above], fmt="-o", markersize=4, capsize=3, label=label)
+        drawn += [*(error - below), *(error + above)]
     ax.set(xlabel=xlabel, ylabel="1 - ROC-AUC", title="Learning curve (lower is better)")
     if curves:
+        positive = [v for v in drawn if v > 0]
+        if positive and min(positive) == max(positive):  # one value: a decade around it
+            ax.set_ylim(positive[0] / 3, positive[0] * 3)
         ax.set(xscale="log", yscale="log")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
