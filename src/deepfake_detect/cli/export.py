@@ -36,7 +36,8 @@ def export(
 ) -> None:
     """Export a model to ONNX with its preprocessing, threshold and temperature in the file's
     metadata. ONNX Runtime is checked against PyTorch first: fp32 may differ by at most 1e-4 in
-    P(fake), int8 may change at most 1% of labels; otherwise nothing is written (exit 2)."""
+    P(fake), otherwise nothing is written (exit 2); for int8 the largest difference and the
+    share of labels it changed are reported."""
     from deepfake_detect.files import check_output_path
     from deepfake_detect.inference import resolve_model
     from deepfake_detect.inference.export import export_onnx
