@@ -9,6 +9,9 @@ the frame's height) and scored whole; and that frame with `--faces on` and `--fa
 Printed as fakes caught and real photos called fake, with 95% Wilson intervals.
 `--frame 1024 768 --face-side 256 256` pastes each face at its own 256 px instead, so that a
 face crop needs no enlarging: a face in a larger photo rather than a small, blurred one.
+`--people K` puts K faces in each frame, a group photo: the scored face and K - 1 real faces of
+the same split drawn at random (a fake among real people, or real people only), each in a cell
+of its own, so that what `--faces auto` scores is the highest of K faces and the whole frame.
 """
 
 from __future__ import annotations
@@ -35,19 +38,42 @@ def jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def framed(
-    path: Path, rng: random.Random, size: tuple[int, int] = (800, 600), sides=(120, 200)
-) -> tuple[bytes, bytes]:
+def sized(path: Path, side: int) -> tuple[Image.Image, Image.Image]:
+    """The face as it is, and at `side` x `side` pixels."""
     with Image.open(path) as face:
         face = face.convert("RGB")
+    if face.size == (side, side):
+        return face, face
+    return face, face.resize((side, side), Image.Resampling.LANCZOS)
+
+
+def framed(
+    path: Path,
+    rng: random.Random,
+    size: tuple[int, int] = (800, 600),
+    sides=(120, 200),
+    others: tuple[Path, ...] = (),
+) -> tuple[bytes, bytes]:
+    """The face as it is, and a frame holding it (and `others`, real faces beside it), as JPEG
+    quality 75. One face goes anywhere in the frame; several go in cells of a grid, one each."""
     side = rng.randrange(sides[0], sides[1] + 1)
     width, height = size
-    if face.size != (side, side):
-        face_in_frame = face.resize((side, side), Image.Resampling.LANCZOS)
-    else:
-        face_in_frame = face
+    face, face_in_frame = sized(path, side)
     frame = background(rng, size)
-    frame.paste(face_in_frame, (rng.randrange(width - side), rng.randrange(height - side)))
+    if not others:
+        frame.paste(face_in_frame, (rng.randrange(width - side), rng.randrange(height - side)))
+        return jpeg(face), jpeg(frame)
+    columns = max(c for c in range(1, len(others) + 2) if width // c > sides[1])
+    rows = -(-(len(others) + 1) // columns)
+    cell_w, cell_h = width // columns, height // rows
+    if cell_h <= sides[1]:
+        raise ValueError(f"{len(others) + 1} faces of up to {sides[1]} px do not fit {size}")
+    cells = rng.sample([(c, r) for c in range(columns) for r in range(rows)], len(others) + 1)
+    tiles = [face_in_frame] + [sized(o, rng.randrange(sides[0], sides[1] + 1))[1] for o in others]
+    for tile, (column, row) in zip(tiles, cells, strict=True):
+        x = column * cell_w + rng.randrange(cell_w - tile.width)
+        y = row * cell_h + rng.randrange(cell_h - tile.height)
+        frame.paste(tile, (x, y))
     return jpeg(face), jpeg(frame)
 
 
@@ -65,17 +91,33 @@ def main() -> None:
     parser.add_argument("--frame", type=int, nargs=2, default=(800, 600), metavar=("W", "H"))
     parser.add_argument("--face-side", type=int, nargs=2, default=(120, 200), metavar=("LO", "HI"),
                         help="pixels: each face is pasted at a side drawn from LO-HI")  # fmt: skip
+    parser.add_argument("--people", type=int, default=1,
+                        help="faces in each frame: the scored one and K - 1 real ones")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not (0 < args.face_side[0] <= args.face_side[1] < min(args.frame)):
         parser.error("--face-side must be 0 < LO <= HI < the frame's shorter side")
+    if not 1 <= args.people <= 16:
+        parser.error("--people must be 1-16")
     records = manifest_records(args.manifest, args.data, args.split)
     rng = random.Random(args.seed)
     if args.limit:
         records = rng.sample(records, min(args.limit, len(records)))
     detector = load_detector(args.model)
     frame, sides = tuple(args.frame), tuple(args.face_side)
-    tight, frames = zip(*(framed(r.path, rng, frame, sides) for r in records), strict=True)
+    reals = [r.path for r in manifest_records(args.manifest, args.data, args.split) if r.label == 0]
+    if len(reals) < args.people:
+        parser.error(f"the {args.split} split has fewer than {args.people} real faces")
+    company = [
+        tuple(rng.sample([p for p in reals if p != r.path], args.people - 1)) for r in records
+    ]
+    try:
+        tight, frames = zip(
+            *(framed(r.path, rng, frame, sides, c) for r, c in zip(records, company, strict=True)),
+            strict=True,
+        )
+    except ValueError as error:
+        parser.error(str(error))
     scores = {
         WAYS[0]: detector.score(list(tight)),
         WAYS[1]: detector.score(list(frames)),
@@ -84,7 +126,7 @@ def main() -> None:
     }
     labels = np.array([r.label for r in records])
     report = {"images": len(records), "threshold": detector.threshold, "frame": frame,
-              "face_side": sides}  # fmt: skip
+              "face_side": sides, "people": args.people}  # fmt: skip
     print("| framing | fakes caught | real photos called fake |\n| --- | --- | --- |")
     for way, predictions in scores.items():
         rates = alarm_rates(labels, np.array([p.score for p in predictions]), detector.threshold)

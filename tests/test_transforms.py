@@ -178,3 +178,47 @@ def test_figure_history_ends_at_384_px_as_the_diffusion_faces_do():
     assert isinstance(steps[-1], RandomJPEG)
     with pytest.raises(ValueError, match="--figure-history"):
         reencode_steps(None, figure_history=1.5)
+
+
+def block_phase(saved: Image.Image, quality: int) -> tuple[int, int]:
+    """Where the 8x8 blocks of a JPEG save at `quality` fall (column and row phase, 0-7): a
+    second save at the same quality changes the image least where its blocks fall on the
+    first's (a "JPEG ghost")."""
+    from deepfake_detect.data.transforms import _saved_shifted
+
+    pixels = np.asarray(saved, np.float64)
+
+    def change(dx: int, dy: int) -> float:
+        again = _saved_shifted(saved, quality, (8 - dx) % 8, (8 - dy) % 8)
+        return float(np.abs(np.asarray(again, np.float64) - pixels).mean())
+
+    return min(((dx, dy) for dx in range(8) for dy in range(8)), key=lambda d: change(*d))
+
+
+def test_grid_shift_saves_off_the_images_grid_without_resampling():
+    from deepfake_detect.data.transforms import validation_transform
+
+    image = Image.fromarray(np.random.default_rng(5).integers(0, 256, (64, 72, 3), np.uint8))
+    assert block_phase(RandomJPEG(30, 30)(image, sample_rng(0, 0, 0)), 30) == (0, 0)
+    phases = set()
+    for index in range(12):
+        rng = sample_rng(0, 0, index)
+        out = RandomJPEG(30, 30, shift_share=1.0)(image, rng)
+        assert out.size == image.size and out.mode == "RGB"
+        phases.add(block_phase(out, 30))
+    assert (0, 0) not in phases and len(phases) > 3  # each save 1-7 px off, at random
+    # the error is the save's alone: as small as an aligned save's, no resampling blur added
+    aligned = np.abs(np.asarray(RandomJPEG(30, 30)(image, sample_rng(0, 0, 0)), float) - image)
+    assert np.abs(np.asarray(out, float) - np.asarray(image, float)).mean() < 1.2 * aligned.mean()
+    # a share of 0 leaves the draws, and so every earlier run, as they were
+    assert np.array_equal(
+        np.asarray(RandomJPEG(60, 95, 0.0)(image, sample_rng(1, 2, 3))),
+        np.asarray(RandomJPEG(60, 95)(image, sample_rng(1, 2, 3))),
+    )
+    steps = reencode_steps("jpeg:60-95", figure_history=0.25, grid_shift=0.5)
+    assert steps[-1] == RandomJPEG(60, 95, 0.5)
+    assert validation_transform(CONFIG, steps).source_steps == (RandomJPEG(60, 95),)
+    with pytest.raises(ValueError, match="--grid-shift"):
+        reencode_steps(None, grid_shift=0.5)
+    with pytest.raises(ValueError, match="--grid-shift"):
+        reencode_steps("jpeg:60-95", grid_shift=1.5)

@@ -96,6 +96,15 @@ FigureHistoryOption = Annotated[
         ),
     ]
 
+GridShiftOption = Annotated[
+        float,
+        typer.Option(
+            metavar="P",
+            help="Save a share P of the --reencode re-encodes as if cut out of a larger photo: "
+            "their 8x8 JPEG blocks 1-7 px off the image's own grid, no pixel resampled.",
+        ),
+    ]
+
 FakeOnlyOption = Annotated[
         list[Path] | None,
         typer.Option(
@@ -212,6 +221,7 @@ def train(
     reencode: ReencodeOption = None,
     resize_jitter: ResizeJitterOption = None,
     figure_history: FigureHistoryOption = 0.0,
+    grid_shift: GridShiftOption = 0.0,
     fake_only: FakeOnlyOption = None,
     run_audit: RunAuditOption = True,
     frozen_epochs: FrozenEpochsOption = 5,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -84,17 +84,40 @@ class RandomCrop:
 
 @dataclass(frozen=True)
 class RandomJPEG:
-    """Re-encode as JPEG at a random quality, so the file format carries no label."""
+    """Re-encode as JPEG at a random quality, so the file format carries no label.
+
+    With `shift_share`, that share of the images is saved as a face cut out of a larger photo
+    is: placed 1-7 pixels right and down in a canvas (the gap filled by mirroring the image),
+    the canvas saved, and the image's own pixels cut out again. No pixel is resampled; only
+    the 8x8 blocks of this save fall off the grid of the image's earlier one, which a save of
+    the same image as it is keeps (`scripts/grid_oracle.py` measures what that does)."""
 
     quality_min: int = 60
     quality_max: int = 95
+    shift_share: float = 0.0
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         buffer = io.BytesIO()
         quality = int(rng.integers(self.quality_min, self.quality_max + 1))
+        if self.shift_share and rng.random() < self.shift_share:
+            dx, dy = (int(v) for v in rng.integers(0, 8, size=2))
+            if dx == dy == 0:
+                dx = int(rng.integers(1, 8))
+            return _saved_shifted(image, quality, dx, dy)
         image.save(buffer, "JPEG", quality=quality)
         buffer.seek(0)
         return Image.open(buffer).convert("RGB")
+
+
+def _saved_shifted(image: Image.Image, quality: int, dx: int, dy: int) -> Image.Image:
+    """`image` saved as JPEG at `quality` from a canvas where it sits at (dx, dy), cut out."""
+    pixels = np.asarray(image.convert("RGB"))
+    canvas = np.pad(pixels, ((dy, 0), (dx, 0), (0, 0)), mode="symmetric")
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as saved:
+        return saved.convert("RGB").crop((dx, dy, dx + image.width, dy + image.height))
 
 
 @dataclass(frozen=True)
@@ -282,12 +305,21 @@ def parse_range(text: str, kind: type, name: str) -> tuple:
 
 
 def reencode_steps(
-    reencode: str | None, resize_jitter: str | None = None, figure_history: float = 0.0
+    reencode: str | None,
+    resize_jitter: str | None = None,
+    figure_history: float = 0.0,
+    grid_shift: float = 0.0,
 ) -> tuple[ImageStep, ...]:
     """Parse --reencode (none, or jpeg:QMIN-QMAX) and --resize-jitter (SMIN-SMAX); with
-    --figure-history P, a share P of the images first goes through `FigureHistory`."""
+    --figure-history P, a share P of the images first goes through `FigureHistory`; with
+    --grid-shift P, a share P of the re-encodes puts its blocks off the image's grid
+    (`RandomJPEG.shift_share`)."""
     if not 0.0 <= figure_history <= 1.0:
         raise ValueError("--figure-history: a share within [0, 1]")
+    if not 0.0 <= grid_shift <= 1.0:
+        raise ValueError("--grid-shift: a share within [0, 1]")
+    if grid_shift and (not reencode or reencode == "none"):
+        raise ValueError("--grid-shift shifts the re-encode of --reencode: give both")
     steps: list[ImageStep] = []
     if figure_history:
         steps.append(RandomApply(FigureHistory(), figure_history))
@@ -303,7 +335,7 @@ def reencode_steps(
         low, high = parse_range(qualities or "60-95", int, "--reencode")
         if not 1 <= low <= high <= 100:
             raise ValueError("--reencode: JPEG qualities must lie within 1-100")
-        steps.append(RandomJPEG(low, high))
+        steps.append(RandomJPEG(low, high, grid_shift))
     return tuple(steps)
 
 
@@ -323,8 +355,9 @@ def sample_rng(seed: int, epoch: int, index: int, extra: Sequence[int] = ()) -> 
 
 def validation_transform(config: Preprocessing, source_steps: Sequence) -> TrainTransform:
     """Validation images are re-encoded like the training images (at a fixed quality per
-    image), so that neither the best epoch nor the threshold is chosen by file format."""
-    jpeg = tuple(s for s in source_steps if isinstance(s, RandomJPEG))
+    image), so that neither the best epoch nor the threshold is chosen by file format. Each is
+    saved as it is: validation measures the images as they come, not as a shift would."""
+    jpeg = tuple(replace(s, shift_share=0.0) for s in source_steps if isinstance(s, RandomJPEG))
     return TrainTransform(config, (), jpeg) if jpeg else EvalTransform(config)
 
 

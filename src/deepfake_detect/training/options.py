@@ -62,6 +62,7 @@ class TrainOptions:
     reencode: str | None = None
     resize_jitter: str | None = None
     figure_history: float = 0.0
+    grid_shift: float = 0.0
     audit: bool = True
     frozen_epochs: int = 5
     finetune_epochs: int = 5
@@ -134,7 +135,7 @@ class TrainOptions:
         self.exclude_sources = list(self.exclude_sources)
         parse_source_sizes(self.source_train_size)  # raises on a malformed SOURCE=N
         # raises on a malformed spec
-        reencode_steps(self.reencode, self.resize_jitter, self.figure_history)
+        reencode_steps(self.reencode, self.resize_jitter, self.figure_history, self.grid_shift)
         for option, folders in (("--data", self.data), ("--fake-only", self.fake_only)):
             for folder in folders:
                 if not folder.is_dir():

@@ -101,7 +101,7 @@ class Trainer:
         self.model = self._build_model()
         self.average: WeightAverage | None = None  # --ema, while fine-tuning
         self.source_steps = reencode_steps(
-            options.reencode, options.resize_jitter, options.figure_history
+            options.reencode, options.resize_jitter, options.figure_history, options.grid_shift
         )
         self.valid_transform = validation_transform(self.config, self.source_steps)
         self.splits = prepare_dataset(options.data_spec(), self.run_dir / SPLIT_NAME)
