@@ -134,3 +134,42 @@ def test_generator_is_the_file_name_prefix():
     assert script.generator_of(Path("FLUX1_dev_0000076.jpg")) == "FLUX1_dev"
     assert script.generator_of(Path("photo.jpg")) == "unknown"
     assert script.generator_of(Path("my_photo.jpg")) == "unknown"
+
+
+def test_grid_oracle_moves_only_where_the_blocks_fall():
+    script = load_script("grid_oracle")
+    image = photo_like(np.random.default_rng(3), 64)
+    pixels = np.asarray(image, np.float32)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=75)
+    with Image.open(buffer) as saved:
+        plain = np.asarray(saved.convert("RGB"), np.float32)
+    on_grid, off_grid = (
+        np.asarray(script.resaved_at(image, offset), np.float32) for offset in [(0, 0), (3, 5)]
+    )
+    assert on_grid.shape == off_grid.shape == pixels.shape
+    # on the grid the cut-out is the image saved alone, but for chroma at its edges
+    assert np.abs(on_grid - plain).mean() < 0.25 * np.abs(off_grid - plain).mean()
+    # off it, the same save's error, not resampling's: as far from the image as a plain save
+    assert np.abs(off_grid - pixels).mean() < 1.3 * np.abs(plain - pixels).mean()
+
+
+def test_faces_in_frame_puts_each_person_in_a_cell_of_their_own(tmp_path):
+    import random
+
+    script = load_script("faces_in_frame")
+    colours = [(250, 20, 20), (20, 250, 20), (20, 20, 250), (250, 250, 20)]
+    paths = []
+    for i, colour in enumerate(colours):
+        Image.new("RGB", (256, 256), colour).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    others = tuple(paths[1:])
+    tight, frame = script.framed(paths[0], random.Random(0), (1024, 768), (256, 256), others)
+    with Image.open(io.BytesIO(frame)) as f, Image.open(io.BytesIO(tight)) as t:
+        assert f.size == (1024, 768) and t.size == (256, 256)
+        pixels = np.asarray(f.convert("RGB"), np.int16)
+    for colour in colours:  # each face whole: none covers another
+        close = (np.abs(pixels - np.array(colour)).max(axis=-1) < 30).sum()
+        assert close > 0.9 * 256 * 256, colour
+    with pytest.raises(ValueError, match="do not fit"):
+        script.framed(paths[0], random.Random(0), (800, 600), (256, 256), others * 4)
