@@ -47,6 +47,17 @@ def sized(path: Path, side: int) -> tuple[Image.Image, Image.Image]:
     return face, face.resize((side, side), Image.Resampling.LANCZOS)
 
 
+def layout(size: tuple[int, int], sides: tuple[int, int], count: int) -> tuple[int, int, int, int]:
+    """A grid for `count` faces of up to `sides[1]` px, a face to a cell, as few rows as fit:
+    columns, rows, and a cell's width and height."""
+    width, height = size
+    columns = max((c for c in range(1, count + 1) if width // c > sides[1]), default=0)
+    rows = -(-count // columns) if columns else 0
+    if not columns or height // rows <= sides[1]:
+        raise ValueError(f"{count} faces of up to {sides[1]} px do not fit {width}x{height}")
+    return columns, rows, width // columns, height // rows
+
+
 def framed(
     path: Path,
     rng: random.Random,
@@ -63,11 +74,7 @@ def framed(
     if not others:
         frame.paste(face_in_frame, (rng.randrange(width - side), rng.randrange(height - side)))
         return jpeg(face), jpeg(frame)
-    columns = max(c for c in range(1, len(others) + 2) if width // c > sides[1])
-    rows = -(-(len(others) + 1) // columns)
-    cell_w, cell_h = width // columns, height // rows
-    if cell_h <= sides[1]:
-        raise ValueError(f"{len(others) + 1} faces of up to {sides[1]} px do not fit {size}")
+    columns, rows, cell_w, cell_h = layout(size, sides, len(others) + 1)
     cells = rng.sample([(c, r) for c in range(columns) for r in range(rows)], len(others) + 1)
     tiles = [face_in_frame] + [sized(o, rng.randrange(sides[0], sides[1] + 1))[1] for o in others]
     for tile, (column, row) in zip(tiles, cells, strict=True):
@@ -99,6 +106,11 @@ def main() -> None:
         parser.error("--face-side must be 0 < LO <= HI < the frame's shorter side")
     if not 1 <= args.people <= 16:
         parser.error("--people must be 1-16")
+    if args.people > 1:
+        try:
+            layout(tuple(args.frame), tuple(args.face_side), args.people)
+        except ValueError as error:
+            parser.error(str(error))
     records = manifest_records(args.manifest, args.data, args.split)
     rng = random.Random(args.seed)
     if args.limit:
@@ -111,13 +123,11 @@ def main() -> None:
     company = [
         tuple(rng.sample([p for p in reals if p != r.path], args.people - 1)) for r in records
     ]
-    try:
-        tight, frames = zip(
-            *(framed(r.path, rng, frame, sides, c) for r, c in zip(records, company, strict=True)),
-            strict=True,
-        )
-    except ValueError as error:
-        parser.error(str(error))
+    tight, frames = zip(
+        *(framed(r.path, rng, frame, sides, c) for r, c in zip(records, company, strict=True)),
+        strict=True,
+    )
+
     scores = {
         WAYS[0]: detector.score(list(tight)),
         WAYS[1]: detector.score(list(frames)),

@@ -1,16 +1,22 @@
 """An oracle: does the model read where the JPEG 8x8 blocks of the last save fall?
 
-Every image of the training data was saved as JPEG (quality 75, `../shared/data/README.md`), and
-a face saved again as it is keeps its blocks where they were. A face inside a larger photo does
-not: wherever it sits in the photo, the photo's save lays a block grid that a face cut out of it
-meets at an offset. Here each validation face (the model's split manifest, a seeded sample)
-is put on a mid-grey canvas at an offset (dx, dy), the canvas saved as JPEG 75, and exactly the
-face's own pixels cut out again: no resampling and no other pixel of the canvas, so the only
-difference between the offsets is where the second save's blocks fall. Offsets that are
-multiples of 8 put them where the first save's were. Prints, at the model's threshold, fakes
-caught and reals called fake (95% Wilson intervals) and ROC-AUC for each offset.
+Every training image was re-encoded by `train --reencode` as it was, its blocks on its own
+grid (headshots-sg2's real images are PNG files, so that save was their first; the others were
+JPEG 75 already, `../shared/data/README.md`). A face inside a larger photo is saved on that
+photo's grid instead, which meets the face at an offset of 0-7 px each way (0-15 for the colour
+planes, which 4:2:0 subsampling codes in 16 px blocks). Here each validation face (the model's
+split manifest, a seeded sample) is put on a mid-grey canvas at an offset (dx, dy), the canvas
+saved as JPEG 75, and exactly the face's own pixels cut out again: no resampling and no other
+pixel of the canvas. Between the offsets, what differs is where the blocks fall (and, at the
+face's border, which blocks mix face and grey: training's --grid-shift pads by mirroring).
+(0, 0) puts every block where the face's own are; (8, 8) the brightness blocks only.
+`--then` changes each cut-out before it is scored: resized to 240 px (`resize-240`), saved
+again as a JPEG of its own at quality 90 or 75 (`jpeg-90`, `jpeg-75`), or cut again so that the
+save's blocks start at its first pixel (`realign`). Prints, at the model's threshold, fakes
+caught and reals called fake (95% Wilson intervals) and ROC-AUC for each offset; with
+`--by-source`, the rates per source too.
 
-    python scripts/grid_oracle.py [--model DIR] [--split valid] [--limit 400]
+    python scripts/grid_oracle.py [--model DIR] [--split valid] [--limit 400] [--then C]
 """
 
 from __future__ import annotations
@@ -44,6 +50,39 @@ def resaved_at(face: Image.Image, offset: tuple[int, int], quality: int = 75) ->
         return saved.convert("RGB").crop((x, y, x + face.width, y + face.height))
 
 
+def _jpeg_again(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    with Image.open(io.BytesIO(buffer.getvalue())) as saved:
+        return saved.convert("RGB")
+
+
+def realigned(image: Image.Image, offset: tuple[int, int]) -> Image.Image:
+    """The cut-out without the columns and rows before the first block of the save."""
+    cut_x, cut_y = ((8 - v) % 8 for v in offset)
+    return image.crop((cut_x, cut_y, image.width, image.height))
+
+
+THEN = {
+    "none": lambda image, offset: image,
+    "resize-240": lambda image, offset: image.resize((240, 240), Image.Resampling.BICUBIC),
+    "jpeg-90": lambda image, offset: _jpeg_again(image, 90),
+    "jpeg-75": lambda image, offset: _jpeg_again(image, 75),
+    "realign": realigned,
+}
+
+
+def _cells(rates: dict) -> list[str]:
+    cells = []
+    for key in ("detection_rate", "false_alarm_rate"):
+        if rates[key] is None:
+            cells.append("-")
+            continue
+        low, high = rates[key + "_interval"]
+        cells.append(f"{100 * rates[key]:.1f}% [{100 * low:.1f}, {100 * high:.1f}]")
+    return cells
+
+
 def main() -> None:
     from deepfake_detect.evaluation.metrics import alarm_rates
     from deepfake_detect.inference import BUNDLED_DIR, load_detector
@@ -55,6 +94,10 @@ def main() -> None:
     parser.add_argument("--split", default="valid")
     parser.add_argument("--limit", type=int, default=400, help="a seeded sample of N (0: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--then", choices=sorted(THEN), default="none",
+                        help="change each cut-out before it is scored")  # fmt: skip
+    parser.add_argument("--by-source", action="store_true", help="rates per source too")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args()
     try:
         records = manifest_records(args.manifest, args.data, args.split)
@@ -68,18 +111,31 @@ def main() -> None:
     for record in records:
         with Image.open(record.path) as image:
             faces.append(image.convert("RGB"))
-    print(f"{len(records)} {args.split} faces, threshold {detector.threshold:.4f}")
+    sources = sorted({r.source for r in records})
+    print(f"{len(records)} {args.split} faces, threshold {detector.threshold:.4f}, "
+          f"then {args.then}")  # fmt: skip
     print("| offset (dx, dy) | fakes caught | reals called fake | ROC-AUC |")
     print("| --- | --- | --- | --- |")
+    report = {"images": len(records), "threshold": detector.threshold, "then": args.then,
+              "offsets": {}}  # fmt: skip
     for offset in OFFSETS:
-        scores = np.array([p.score for p in detector.score([resaved_at(f, offset) for f in faces])])
+        changed = [THEN[args.then](resaved_at(f, offset), offset) for f in faces]
+        scores = np.array([p.score for p in detector.score(changed)])
         rates = alarm_rates(labels, scores, detector.threshold)
-        cells = [
-            f"{100 * rates[k]:.1f}% [{100 * rates[k + '_interval'][0]:.1f}, "
-            f"{100 * rates[k + '_interval'][1]:.1f}]"
-            for k in ("detection_rate", "false_alarm_rate")
-        ]
-        print(f"| {offset} | {cells[0]} | {cells[1]} | {roc_auc_score(labels, scores):.4f} |")
+        auc = float(roc_auc_score(labels, scores))
+        row = {**rates, "roc_auc": auc, "per_source": {}}
+        cells = _cells(rates)
+        print(f"| {offset} | {cells[0]} | {cells[1]} | {auc:.4f} |")
+        for source in sources if args.by_source else ():
+            mask = np.array([r.source == source for r in records])
+            row["per_source"][source] = alarm_rates(labels[mask], scores[mask], detector.threshold)
+            cells = _cells(row["per_source"][source])
+            print(f"|   {source} ({mask.sum()}) | {cells[0]} | {cells[1]} | |")
+        report["offsets"][f"{offset[0]},{offset[1]}"] = row
+    if args.json:
+        from deepfake_detect.files import atomic_write_json
+
+        atomic_write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ GridShiftOption = Annotated[
         typer.Option(
             metavar="P",
             help="Save a share P of the --reencode re-encodes as if cut out of a larger photo: "
-            "their 8x8 JPEG blocks 1-7 px off the image's own grid, no pixel resampled.",
+            "their 8x8 JPEG blocks 0-7 px off the image's own grid each way, not both 0, no "
+            "pixel resampled.",
         ),
     ]
 

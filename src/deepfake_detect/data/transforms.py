@@ -87,10 +87,10 @@ class RandomJPEG:
     """Re-encode as JPEG at a random quality, so the file format carries no label.
 
     With `shift_share`, that share of the images is saved as a face cut out of a larger photo
-    is: placed 1-7 pixels right and down in a canvas (the gap filled by mirroring the image),
-    the canvas saved, and the image's own pixels cut out again. No pixel is resampled; only
-    the 8x8 blocks of this save fall off the grid of the image's earlier one, which a save of
-    the same image as it is keeps (`scripts/grid_oracle.py` measures what that does)."""
+    is: placed 0-7 pixels right and 0-7 down (not both 0) in a canvas (the gap filled by
+    mirroring the image), the canvas saved, and the image's own pixels cut out again. No pixel
+    is resampled; only the 8x8 blocks of this save fall off the image's own grid, on which a
+    save of the image as it is puts them (`scripts/grid_oracle.py` measures what that does)."""
 
     quality_min: int = 60
     quality_max: int = 95
