@@ -385,23 +385,16 @@ def weights_dtype(model_dir: Path) -> str:
     return "float32"
 
 
-def grid_limit(grid_shift: float) -> str:
-    """The known limit of faces cut out off the JPEG block grid, by how the model was trained."""
-    head = (
-        "- **A face cut out of a larger JPEG photo and saved at its own size**, its 8x8 blocks "
-        "off the face's own grid, is called fake more often than the same face saved on it "
-    )
-    if grid_shift:
-        return head + (
-            f"by a model trained on its grid only. This one saved a share of {grid_shift:g} of its "
-            "training re-encodes off the grid (`--grid-shift`); the repository's "
-            "`scripts/grid_oracle.py` measures what remains."
-        )
-    return head + (
-        "(every training image was re-encoded on its own grid): the bundled model of "
-        "2026-12-07 called 24.9% of real validation faces fake with their blocks 3 and 5 px "
-        "off, against 7.6% on the grid, and a slight resize of the cut-out keeps the effect "
-        "(the repository's `scripts/grid_oracle.py` measures it for any model)."
+def grid_limit() -> str:
+    """The known limit of a face saved on a plain background and cut out again."""
+    return (
+        "- **A face on a plain background, saved as one JPEG, then cut out to its own edges** (a "
+        "screenshot of a photo shown on a page) can look fake when the 8x8 JPEG blocks along "
+        "its edge mix face and background: the bundled model of 2026-12-07 called 24.9% of real "
+        "validation faces fake so saved 3 and 5 px off the block grid, against 7.6% on it. A face "
+        "cut out of an ordinary photo, continuous with its surroundings, showed no such effect "
+        "(5.9%; the repository's `scripts/grid_oracle.py --pad grey|mirror` measures both for "
+        "any model)."
     )
 
 
@@ -446,7 +439,7 @@ def render_card(run_dir: Path, rows, evaluation: Path, reports: dict | None = No
             ", and the fake-only diffusion faces of `../shared/fake-only`" if with_diffusion else ""
         ),
         history_words=history_words,
-        grid_limit=grid_limit(config.training.get("grid_shift") or 0.0),
+        grid_limit=grid_limit(),
     )
 
 

@@ -152,6 +152,12 @@ def test_grid_oracle_moves_only_where_the_blocks_fall():
     assert np.abs(on_grid - plain).mean() < 0.25 * np.abs(off_grid - plain).mean()
     # off it, the same save's error, not resampling's: as far from the image as a plain save
     assert np.abs(off_grid - pixels).mean() < 1.3 * np.abs(plain - pixels).mean()
+    # mirrored around, the face meets no grey edge: its border is as close as its middle
+    mirrored = np.asarray(script.resaved_at(image, (3, 5), pad="mirror"), np.float32)
+    grey_error, mirror_error = np.abs(off_grid - pixels), np.abs(mirrored - pixels)
+    assert mirror_error[:2].mean() < grey_error[:2].mean()
+    assert mirrored.shape == pixels.shape
+
 
 
 def test_faces_in_frame_puts_each_person_in_a_cell_of_their_own(tmp_path):
