@@ -159,7 +159,6 @@ def test_grid_oracle_moves_only_where_the_blocks_fall():
     assert mirrored.shape == pixels.shape
 
 
-
 def test_faces_in_frame_puts_each_person_in_a_cell_of_their_own(tmp_path):
     import random
 
