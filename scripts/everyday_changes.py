@@ -20,6 +20,11 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
+    return reported(run, argv)
+
+
+def reported(run, argv: list[str] | None) -> int:
+    """A script's `run(argv)`, with a bad model, folder or file as one line on stderr (exit 2)."""
     from deepfake_detect.errors import DetectorError
 
     try:
@@ -27,6 +32,27 @@ def main(argv: list[str] | None = None) -> int:
     except (DetectorError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def sample_arguments(parser: argparse.ArgumentParser, split: str, limit: int = 0) -> None:
+    """--data, --model, --manifest, --split, --limit and --seed: what `sampled` draws from."""
+    from deepfake_detect.data.manifest import MANIFEST_NAME
+    from deepfake_detect.inference import BUNDLED_DIR
+
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--model", default=None, help="default: the bundled model")
+    parser.add_argument("--manifest", type=Path, default=BUNDLED_DIR / MANIFEST_NAME)
+    parser.add_argument("--split", default=split, choices=("train", "valid", "test"))
+    parser.add_argument("--limit", type=int, default=limit, help="a seeded sample of N (0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def sampled(args, rng) -> list:
+    """The records of `args.split` in `args.manifest`, a sample of `args.limit` drawn by `rng`."""
+    if args.limit < 0:
+        raise ValueError(f"--limit must be 0 (all) or more, got {args.limit}")
+    records = manifest_records(args.manifest, args.data, args.split)
+    return rng.sample(records, min(args.limit, len(records))) if args.limit else records
 
 
 def parse(argv: list[str] | None):

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from everyday_changes import manifest_records  # noqa: E402
+from everyday_changes import manifest_records, reported, sample_arguments, sampled  # noqa: E402
 from face_detectors import background  # noqa: E402
 
 WAYS = ("tight", "in frame, whole image", "in frame, --faces on", "in frame, --faces auto")
@@ -84,42 +84,36 @@ def framed(
     return jpeg(face), jpeg(frame)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    return reported(run, argv)
+
+
+def run(argv: list[str] | None) -> int:
     from deepfake_detect.evaluation.metrics import alarm_rates
-    from deepfake_detect.inference import BUNDLED_DIR, load_detector
+    from deepfake_detect.inference import load_detector
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--model", default=None, help="default: the bundled model")
-    parser.add_argument("--manifest", type=Path, default=BUNDLED_DIR / "split_manifest.csv")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--limit", type=int, default=0, help="score a seeded sample of N")
-    parser.add_argument("--seed", type=int, default=0)
+    sample_arguments(parser, split="test")
     parser.add_argument("--frame", type=int, nargs=2, default=(800, 600), metavar=("W", "H"))
     parser.add_argument("--face-side", type=int, nargs=2, default=(120, 200), metavar=("LO", "HI"),
                         help="pixels: each face is pasted at a side drawn from LO-HI")  # fmt: skip
     parser.add_argument("--people", type=int, default=1,
                         help="faces in each frame: the scored one and K - 1 real ones")  # fmt: skip
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not (0 < args.face_side[0] <= args.face_side[1] < min(args.frame)):
         parser.error("--face-side must be 0 < LO <= HI < the frame's shorter side")
     if not 1 <= args.people <= 16:
         parser.error("--people must be 1-16")
     if args.people > 1:
-        try:
-            layout(tuple(args.frame), tuple(args.face_side), args.people)
-        except ValueError as error:
-            parser.error(str(error))
-    records = manifest_records(args.manifest, args.data, args.split)
+        layout(tuple(args.frame), tuple(args.face_side), args.people)  # fits, or one line
     rng = random.Random(args.seed)
-    if args.limit:
-        records = rng.sample(records, min(args.limit, len(records)))
-    detector = load_detector(args.model)
-    frame, sides = tuple(args.frame), tuple(args.face_side)
+    records = sampled(args, rng)
     reals = [r.path for r in manifest_records(args.manifest, args.data, args.split) if r.label == 0]
     if len(reals) < args.people:
-        parser.error(f"the {args.split} split has fewer than {args.people} real faces")
+        raise ValueError(f"the {args.split} split has fewer than {args.people} real faces")
+    detector = load_detector(args.model)
+    frame, sides = tuple(args.frame), tuple(args.face_side)
     company = [
         tuple(rng.sample([p for p in reals if p != r.path], args.people - 1)) for r in records
     ]
@@ -127,7 +121,6 @@ def main() -> None:
         *(framed(r.path, rng, frame, sides, c) for r, c in zip(records, company, strict=True)),
         strict=True,
     )
-
     scores = {
         WAYS[0]: detector.score(list(tight)),
         WAYS[1]: detector.score(list(frames)),
@@ -154,7 +147,8 @@ def main() -> None:
         from deepfake_detect.files import atomic_write_json
 
         atomic_write_json(args.json, report)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

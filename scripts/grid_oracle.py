@@ -35,7 +35,8 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).parent))
-from everyday_changes import manifest_records  # noqa: E402
+from everyday_changes import reported, sample_arguments, sampled  # noqa: E402
+from reframe_oracle import jpeg  # noqa: E402
 
 OFFSETS = ((0, 0), (8, 8), (1, 0), (0, 1), (4, 4), (3, 5))
 MARGIN = 16
@@ -62,13 +63,6 @@ def resaved_at(
         return saved.convert("RGB").crop((x, y, x + face.width, y + face.height))
 
 
-def _jpeg_again(image: Image.Image, quality: int) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    with Image.open(io.BytesIO(buffer.getvalue())) as saved:
-        return saved.convert("RGB")
-
-
 def realigned(image: Image.Image, offset: tuple[int, int]) -> Image.Image:
     """The cut-out without the columns and rows before the first block of the save."""
     cut_x, cut_y = ((8 - v) % 8 for v in offset)
@@ -78,8 +72,8 @@ def realigned(image: Image.Image, offset: tuple[int, int]) -> Image.Image:
 THEN = {
     "none": lambda image, offset: image,
     "resize-240": lambda image, offset: image.resize((240, 240), Image.Resampling.BICUBIC),
-    "jpeg-90": lambda image, offset: _jpeg_again(image, 90),
-    "jpeg-75": lambda image, offset: _jpeg_again(image, 75),
+    "jpeg-90": lambda image, offset: jpeg(image, 90),
+    "jpeg-75": lambda image, offset: jpeg(image, 75),
     "realign": realigned,
 }
 
@@ -95,30 +89,24 @@ def _cells(rates: dict) -> list[str]:
     return cells
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    return reported(run, argv)
+
+
+def run(argv: list[str] | None) -> int:
     from deepfake_detect.evaluation.metrics import alarm_rates
-    from deepfake_detect.inference import BUNDLED_DIR, load_detector
+    from deepfake_detect.inference import load_detector
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--model", default=None, help="default: the bundled model")
-    parser.add_argument("--manifest", type=Path, default=BUNDLED_DIR / "split_manifest.csv")
-    parser.add_argument("--split", default="valid")
-    parser.add_argument("--limit", type=int, default=400, help="a seeded sample of N (0: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--then", choices=sorted(THEN), default="none",
-                        help="change each cut-out before it is scored")  # fmt: skip
+    sample_arguments(parser, split="valid", limit=400)
     parser.add_argument("--pad", choices=("grey", "mirror"), default="grey",
                         help="what surrounds the face on the canvas it is saved in")  # fmt: skip
+    parser.add_argument("--then", choices=sorted(THEN), default="none",
+                        help="change each cut-out before it is scored")  # fmt: skip
     parser.add_argument("--by-source", action="store_true", help="rates per source too")
     parser.add_argument("--json", type=Path, help="write the figures here too")
-    args = parser.parse_args()
-    try:
-        records = manifest_records(args.manifest, args.data, args.split)
-    except ValueError as error:
-        parser.error(str(error))
-    if args.limit:
-        records = random.Random(args.seed).sample(records, min(args.limit, len(records)))
+    args = parser.parse_args(argv)
+    records = sampled(args, random.Random(args.seed))
     detector = load_detector(args.model)
     labels = np.array([r.label for r in records])
     faces = []
@@ -150,7 +138,8 @@ def main() -> None:
         from deepfake_detect.files import atomic_write_json
 
         atomic_write_json(args.json, report)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -69,15 +69,22 @@ def test_evaluate_records_the_change(tiny_model, multi_source_data, tmp_path):
     assert turned["roc_auc"] != pytest.approx(plain["roc_auc"], abs=1e-9)
 
 
-def test_everyday_changes_script_prints_a_table_per_model(tiny_model, multi_source_data, tmp_path,
-                                                          capsys):  # fmt: skip
+def run_manifest(run, data, tmp_path):
+    """The split manifest of a run's split.csv, for the scripts that read one."""
     from deepfake_detect.data.datasets import read_split_csv
     from deepfake_detect.data.manifest import manifest_rows, write_manifest
 
-    script = load_script("everyday_changes")
     manifest = tmp_path / "split_manifest.csv"
-    write_manifest(manifest_rows(read_split_csv(tiny_model / "split.csv"), multi_source_data),
-                   manifest)  # fmt: skip
+    write_manifest(manifest_rows(read_split_csv(run / "split.csv"), data), manifest)
+    return manifest
+
+
+def test_everyday_changes_script_prints_a_table_per_model(tiny_model, multi_source_data, tmp_path,
+                                                          capsys):  # fmt: skip
+    from deepfake_detect.data.datasets import read_split_csv
+
+    script = load_script("everyday_changes")
+    manifest = run_manifest(tiny_model, multi_source_data, tmp_path)
     out_json = tmp_path / "changes.json"
     argv = ["--model", str(tiny_model), "--data", str(multi_source_data), "--manifest",
             str(manifest), "--changes", "none,rotate-5", "--json", str(out_json)]  # fmt: skip
@@ -178,3 +185,23 @@ def test_faces_in_frame_puts_each_person_in_a_cell_of_their_own(tmp_path):
         assert close > 0.9 * 256 * 256, colour
     with pytest.raises(ValueError, match="do not fit"):
         script.framed(paths[0], random.Random(0), (800, 600), (256, 256), others * 4)
+
+
+def test_grid_oracle_script_scores_every_offset(tiny_model, multi_source_data, tmp_path, capsys):
+    from deepfake_detect.data.datasets import read_split_csv
+
+    script = load_script("grid_oracle")
+    manifest = run_manifest(tiny_model, multi_source_data, tmp_path)
+    out_json = tmp_path / "grid.json"
+    argv = ["--model", str(tiny_model), "--data", str(multi_source_data), "--manifest",
+            str(manifest), "--split", "test", "--pad", "mirror", "--then", "jpeg-75",
+            "--json", str(out_json)]  # fmt: skip
+    assert script.main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| (")]
+    assert len(rows) == len(script.OFFSETS)
+    figures = json.loads(out_json.read_text())
+    n_test = sum(r.split == "test" for r in read_split_csv(tiny_model / "split.csv"))
+    assert figures["images"] == n_test and figures["pad"] == "mirror"
+    assert set(figures["offsets"]) == {f"{dx},{dy}" for dx, dy in script.OFFSETS}
+    assert script.main([*argv, "--limit", "-1"]) == 2
+    assert "--limit must be" in capsys.readouterr().err

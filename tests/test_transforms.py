@@ -206,7 +206,7 @@ def test_grid_shift_saves_off_the_images_grid_without_resampling():
         out = RandomJPEG(30, 30, shift_share=1.0)(image, rng)
         assert out.size == image.size and out.mode == "RGB"
         phases.add(block_phase(out, 30))
-    assert (0, 0) not in phases and len(phases) > 3  # each save 1-7 px off, at random
+    assert (0, 0) not in phases and len(phases) > 3  # off the grid (not both 0), at random
     # the error is the save's alone: as small as an aligned save's, no resampling blur added
     aligned = np.abs(np.asarray(RandomJPEG(30, 30)(image, sample_rng(0, 0, 0)), float) - image)
     assert np.abs(np.asarray(out, float) - np.asarray(image, float)).mean() < 1.2 * aligned.mean()
