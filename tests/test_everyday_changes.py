@@ -205,3 +205,52 @@ def test_grid_oracle_script_scores_every_offset(tiny_model, multi_source_data, t
     assert set(figures["offsets"]) == {f"{dx},{dy}" for dx, dy in script.OFFSETS}
     assert script.main([*argv, "--limit", "-1"]) == 2
     assert "--limit must be" in capsys.readouterr().err
+
+
+def test_framing_probe_widens_the_window_around_the_face():
+    from deepfake_detect.inference.faces import CropPolicy, Face
+
+    script = load_script("framing_probe")
+
+    class OneFace:
+        def detect(self, image):
+            return [Face((200.0, 150.0, 250.0, 200.0), 0.99), Face((10.0, 10.0, 30.0, 30.0), 0.9)]
+
+    photo = Image.new("RGB", (600, 400), (90, 90, 90))
+    assert script.face_fill(photo, OneFace()) == pytest.approx(50 / 400)  # the largest face
+    crops = script.windows(photo, OneFace(), CropPolicy())
+    sides = [c.width for c in crops.values()]
+    around = sides[: len(script.SCALES)]  # each edge rounded on its own: within a pixel
+    assert all(abs(a - 50 * s) <= 1 for a, s in zip(around, script.SCALES, strict=True))
+    assert all(abs(c.width - c.height) <= 1 for c in crops.values())  # squares, to a pixel
+    assert sides[len(script.SCALES) :] == [round(400 * w) for w in script.WINDOWS]
+    names = list(crops)
+    assert names[0].startswith("face x1.34 (fill 0.7") and "centre 400 px (fill 0.12)" in crops
+
+    class NoFace:
+        def detect(self, image):
+            return []
+
+    assert script.face_fill(photo, NoFace()) is None
+    with pytest.raises(ValueError, match="no face found"):
+        script.windows(photo, NoFace(), CropPolicy())
+
+
+def test_framing_probe_script_reports_fills_and_refuses_a_photo_without_a_face(
+    tiny_model, multi_source_data, tmp_path, capsys
+):
+    script = load_script("framing_probe")
+    manifest = run_manifest(tiny_model, multi_source_data, tmp_path)
+    photo = tmp_path / "plain.png"
+    Image.new("RGB", (300, 200), (128, 128, 128)).save(photo)
+    out_json = tmp_path / "probe.json"
+    argv = ["--model", str(tiny_model), "--data", str(multi_source_data), "--manifest",
+            str(manifest), "--split", "test", "--photo", str(photo),
+            "--json", str(out_json)]  # fmt: skip
+    assert script.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "| source and class |" in captured.out  # part one ran on every test image
+    assert captured.err.strip() == "error: no face found in the photo"
+    assert not out_json.exists()  # nothing half-written
+    assert script.main([*argv, "--photo", str(tmp_path / "missing.png")]) == 2
+    assert "missing.png" in capsys.readouterr().err
