@@ -57,14 +57,17 @@ def fills_by_group(records, detector) -> dict[str, dict]:
     return report
 
 
-def windows(photo: Image.Image, detector, policy) -> dict[str, Image.Image]:
-    """Crops of `photo` by name: around its largest face at each of SCALES, then centred."""
-    from deepfake_detect.inference.faces import crop_box
-
+def largest_face(photo: Image.Image, detector):
     faces = detector.detect(photo)
     if not faces:
         raise ValueError("no face found in the photo")
-    face = max(faces, key=lambda f: f.side)
+    return max(faces, key=lambda f: f.side)
+
+
+def windows(photo: Image.Image, face, policy) -> dict[str, Image.Image]:
+    """Crops of `photo` by name: around `face` at each of SCALES, then centred on the photo."""
+    from deepfake_detect.inference.faces import crop_box
+
     crops = {}
     for scale in SCALES:
         box = crop_box(face, photo.size, replace(policy, scale=scale))
@@ -101,11 +104,14 @@ def run(argv: list[str] | None) -> int:
         print(f"| {name} | {row['images']} | {row['no_face']} | {mid} | {low}-{high} |")
     with Image.open(args.photo) as image:
         photo = image.convert("RGB")
-    crops = windows(photo, faces, detector.crop_policy)
+    face = largest_face(photo, faces)
+    crops = windows(photo, face, detector.crop_policy)
     scores = [p.score for p in detector.score(list(crops.values()))]
-    report["photo"] = {"path": str(args.photo), "threshold": detector.threshold,
+    report["photo"] = {"path": str(args.photo), "size": list(photo.size),
+                       "face_box": face.rounded(), "threshold": detector.threshold,
                        "windows": dict(zip(crops, scores, strict=True))}  # fmt: skip
-    print(f"\n{args.photo} ({photo.width}x{photo.height}), threshold {detector.threshold:.4f}")
+    print(f"\n{args.photo} ({photo.width}x{photo.height}, largest face x1 y1 x2 y2 "
+          f"{face.rounded()}), threshold {detector.threshold:.4f}")  # fmt: skip
     print("| window | side | P(fake) | label |")
     print("| --- | --- | --- | --- |")
     for (name, crop), score in zip(crops.items(), scores, strict=True):

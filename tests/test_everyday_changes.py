@@ -218,7 +218,9 @@ def test_framing_probe_widens_the_window_around_the_face():
 
     photo = Image.new("RGB", (600, 400), (90, 90, 90))
     assert script.face_fill(photo, OneFace()) == pytest.approx(50 / 400)  # the largest face
-    crops = script.windows(photo, OneFace(), CropPolicy())
+    face = script.largest_face(photo, OneFace())
+    assert face.box == (200.0, 150.0, 250.0, 200.0)
+    crops = script.windows(photo, face, CropPolicy())
     sides = [c.width for c in crops.values()]
     around = sides[: len(script.SCALES)]  # each edge rounded on its own: within a pixel
     assert all(abs(a - 50 * s) <= 1 for a, s in zip(around, script.SCALES, strict=True))
@@ -233,7 +235,7 @@ def test_framing_probe_widens_the_window_around_the_face():
 
     assert script.face_fill(photo, NoFace()) is None
     with pytest.raises(ValueError, match="no face found"):
-        script.windows(photo, NoFace(), CropPolicy())
+        script.largest_face(photo, NoFace())
 
 
 def test_framing_probe_script_reports_fills_and_refuses_a_photo_without_a_face(
