@@ -32,12 +32,15 @@ SCALES = (1.34, 1.8, 2.4, 3.2)
 WINDOWS = (1.0, 0.875, 0.75)  # centred windows, as shares of the photo's shorter side
 
 
+def largest_face(image: Image.Image, detector):
+    """The largest face the detector finds (None: no face found)."""
+    return max(detector.detect(image), key=lambda f: f.side, default=None)
+
+
 def face_fill(image: Image.Image, detector) -> float | None:
     """The largest face's box side over the image's shorter side (None: no face found)."""
-    faces = detector.detect(image)
-    if not faces:
-        return None
-    return max(face.side for face in faces) / min(image.size)
+    face = largest_face(image, detector)
+    return None if face is None else face.side / min(image.size)
 
 
 def fills_by_group(records, detector) -> dict[str, dict]:
@@ -55,13 +58,6 @@ def fills_by_group(records, detector) -> dict[str, dict]:
         report[name] = {"images": len(values), "no_face": len(values) - len(found),
                         "quartiles": quartiles}  # fmt: skip
     return report
-
-
-def largest_face(photo: Image.Image, detector):
-    faces = detector.detect(photo)
-    if not faces:
-        raise ValueError("no face found in the photo")
-    return max(faces, key=lambda f: f.side)
 
 
 def windows(photo: Image.Image, face, policy) -> dict[str, Image.Image]:
@@ -92,6 +88,8 @@ def run(argv: list[str] | None) -> int:
     parser.add_argument("--photo", type=Path, default=Path("examples/astronaut.png"))
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
+    with Image.open(args.photo) as image:  # a missing or unreadable photo fails first
+        photo = image.convert("RGB")
     detector = load_detector(args.model)
     faces = load_face_detector(detector.crop_policy.detector)
     records = sampled(args, random.Random(args.seed))
@@ -102,9 +100,9 @@ def run(argv: list[str] | None) -> int:
     for name, row in report["fills"].items():
         low, mid, high = (f"{v:.3f}" if v is not None else "-" for v in row["quartiles"])
         print(f"| {name} | {row['images']} | {row['no_face']} | {mid} | {low}-{high} |")
-    with Image.open(args.photo) as image:
-        photo = image.convert("RGB")
     face = largest_face(photo, faces)
+    if face is None:
+        raise ValueError(f"{args.photo}: no face found in the photo")
     crops = windows(photo, face, detector.crop_policy)
     scores = [p.score for p in detector.score(list(crops.values()))]
     report["photo"] = {"path": str(args.photo), "size": list(photo.size),
