@@ -5,10 +5,10 @@ Every real training face is an aligned FFHQ crop, while the diffusion faces (all
 portraits with more of the picture around the face: if the share of the picture that the face
 fills tells the classes apart, a network can learn the framing instead of the face. Part one
 runs the face detector that `--faces` uses (MTCNN) on a seeded sample of the manifest's images
-and prints, per source and class, the face box's side over the image's shorter side (median and
-quartiles). Part two takes a photo (`--photo`, the README's example by default), finds its
-largest face, and scores with the model square windows around that face as the crop policy
-places them, at widening scales (1.34 is the policy's own, the training framing), then centred
+and prints, per source and class, the face box's side over the image's shorter side (median,
+quartiles, lowest and highest tenth). Part two takes a photo (`--photo`, the README's example
+by default), finds its largest face, and scores with the model square windows around that face
+as the crop policy places them, at widening scales (1.34 is the policy's own, the training framing), then centred
 windows of the whole photo at shrinking sides: which framing flips the answer.
 
     python scripts/framing_probe.py [--model DIR] [--split train] [--limit 400] [--photo P]
@@ -55,8 +55,9 @@ def fills_by_group(records, detector) -> dict[str, dict]:
     for name, values in sorted(groups.items()):
         found = np.array([v for v in values if v is not None])
         quartiles = np.percentile(found, [25, 50, 75]).tolist() if len(found) else [None] * 3
+        tenths = np.percentile(found, [10, 90]).tolist() if len(found) else [None] * 2
         report[name] = {"images": len(values), "no_face": len(values) - len(found),
-                        "quartiles": quartiles}  # fmt: skip
+                        "quartiles": quartiles, "tenths": tenths}  # fmt: skip
     return report
 
 
@@ -95,11 +96,13 @@ def run(argv: list[str] | None) -> int:
     records = sampled(args, random.Random(args.seed))
     report = {"split": args.split, "fills": fills_by_group(records, faces)}
     print(f"face fill (largest face's side / shorter side), {args.split} split, MTCNN")
-    print("| source and class | images | no face | median | quartiles |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| source and class | images | no face | median | quartiles | lowest and highest tenth |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, row in report["fills"].items():
         low, mid, high = (f"{v:.3f}" if v is not None else "-" for v in row["quartiles"])
-        print(f"| {name} | {row['images']} | {row['no_face']} | {mid} | {low}-{high} |")
+        first, last = (f"{v:.3f}" if v is not None else "-" for v in row["tenths"])
+        print(f"| {name} | {row['images']} | {row['no_face']} | {mid} | {low}-{high} "
+              f"| {first}, {last} |")
     face = largest_face(photo, faces)
     if face is None:
         raise ValueError(f"{args.photo}: no face found in the photo")
