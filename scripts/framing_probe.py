@@ -8,8 +8,9 @@ runs the face detector that `--faces` uses (MTCNN) on a seeded sample of the man
 and prints, per source and class, the face box's side over the image's shorter side (median,
 quartiles, lowest and highest tenth). Part two takes a photo (`--photo`, the README's example
 by default), finds its largest face, and scores with the model square windows around that face
-as the crop policy places them, at widening scales (1.34 is the policy's own, the training framing), then centred
-windows of the whole photo at shrinking sides: which framing flips the answer.
+as the crop policy places them, at widening scales (1.34 is the policy's own, the training
+framing), then centred windows of the whole photo at shrinking sides: which framing flips the
+answer.
 
     python scripts/framing_probe.py [--model DIR] [--split train] [--limit 400] [--photo P]
 """
@@ -102,7 +103,7 @@ def run(argv: list[str] | None) -> int:
         low, mid, high = (f"{v:.3f}" if v is not None else "-" for v in row["quartiles"])
         first, last = (f"{v:.3f}" if v is not None else "-" for v in row["tenths"])
         print(f"| {name} | {row['images']} | {row['no_face']} | {mid} | {low}-{high} "
-              f"| {first}, {last} |")
+              f"| {first}, {last} |")  # fmt: skip
     face = largest_face(photo, faces)
     if face is None:
         raise ValueError(f"{args.photo}: no face found in the photo")
