@@ -108,7 +108,7 @@ def run(argv: list[str] | None) -> int:
     if face is None:
         raise ValueError(f"{args.photo}: no face found in the photo")
     crops = windows(photo, face, detector.crop_policy)
-    scores = [p.score for p in detector.score(list(crops.values()))]
+    scores = [p.score for p in detector.score(list(crops.values()), faces="off")]
     report["photo"] = {"path": str(args.photo), "size": list(photo.size),
                        "face_box": face.rounded(), "threshold": detector.threshold,
                        "windows": dict(zip(crops, scores, strict=True))}  # fmt: skip

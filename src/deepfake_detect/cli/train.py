@@ -202,6 +202,16 @@ SourceTrainSizeOption = Annotated[
     ),
 ]
 
+ReframeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reframe", metavar="SOURCE",
+        help="Crop each training and validation image of SOURCE around its largest face, as "
+        "--faces crops faces for scoring: for a source framed unlike the others (a framing "
+        "only one class has is a shortcut). Repeatable.",
+    ),
+]
+
 
 def train(
     data: DataOption,
@@ -216,6 +226,7 @@ def train(
     image_size: ImageSizeOption = None,
     train_size: TrainSizeOption = None,
     source_train_size: SourceTrainSizeOption = None,
+    reframe: ReframeOption = None,
     balance_sources: BalanceSourcesOption = False,
     augment: AugmentOption = "paper",
     train_crop: TrainCropOption = None,
@@ -255,6 +266,7 @@ def train(
     join_world(device)  # under torchrun: only rank 0 speaks
     given["audit"], given["fake_only"] = given.pop("run_audit"), given["fake_only"] or []
     given["source_train_size"] = given["source_train_size"] or []
+    given["reframe"] = given["reframe"] or []
     from deepfake_detect.training import TrainOptions
     from deepfake_detect.training import train as run_training
 

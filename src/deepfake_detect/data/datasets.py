@@ -69,6 +69,8 @@ class ImageRecord:
 
     `group` names the images that must stay on one side of a split (the same photo or person);
     `index_dataset` gives each image its own group, f"{source}/{relative path without suffix}".
+    `crop` (x1, y1, x2, y2 in pixels of the image as loaded) is the part that training reads,
+    set by `train --reframe`; never written to split.csv.
     """
 
     path: Path
@@ -76,6 +78,7 @@ class ImageRecord:
     source: str
     group: str
     split: str | None = None
+    crop: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         # A bad label or split here is a bug in the caller, not bad user data.

@@ -28,7 +28,10 @@ class ImageDataset(Dataset):
         # index + k * len: the k-th repeat of an image in one epoch, with its own augmentation
         record = self.records[index % len(self.records)]
         rng = sample_rng(self.seed, self.epoch, index)
-        array = self.transform(load_image(record.path), rng)
+        image = load_image(record.path)
+        if record.crop is not None:
+            image = image.crop(record.crop)
+        array = self.transform(image, rng)
         return torch.from_numpy(array), float(record.label)
 
 

@@ -56,6 +56,7 @@ class TrainOptions:
     train_size: int | None = None
     source_train_size: list[str] = field(default_factory=list)
     exclude_sources: list[str] = field(default_factory=list)  # leave-one-source-out (`compare`)
+    reframe: list[str] = field(default_factory=list)  # sources cropped around their faces
     balance_sources: bool = False
     augment: str = "paper"
     train_crop: int | None = None
@@ -133,6 +134,7 @@ class TrainOptions:
                 raise ValueError(message)
         self.source_train_size = list(self.source_train_size)
         self.exclude_sources = list(self.exclude_sources)
+        self.reframe = list(self.reframe)
         parse_source_sizes(self.source_train_size)  # raises on a malformed SOURCE=N
         # raises on a malformed spec
         reencode_steps(self.reencode, self.resize_jitter, self.figure_history, self.grid_shift)

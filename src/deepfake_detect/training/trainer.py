@@ -62,6 +62,7 @@ from deepfake_detect.training.loop import (
     train_epoch,
 )
 from deepfake_detect.training.options import TrainOptions, model_config
+from deepfake_detect.training.reframe import REFRAME_NAME, reframe, write_boxes
 from deepfake_detect.training.run_state import (
     finish_run,
     load_best_weights,
@@ -105,11 +106,25 @@ class Trainer:
         )
         self.valid_transform = validation_transform(self.config, self.source_steps)
         self.splits = prepare_dataset(options.data_spec(), self.run_dir / SPLIT_NAME)
+        boxes = self._reframe() if options.reframe else None
         # every rank has looked at the folder (open_run) before rank 0 writes into it
         check_same(self.world, "the data and options", self._fingerprint())
         if self.world.main:
             start_run_folder(options, self.splits.made)
+            if boxes is not None:
+                write_boxes(boxes, self.run_dir / REFRAME_NAME)
         barrier(self.world)
+
+    def _reframe(self) -> dict:
+        """`--reframe`: the named sources' training and validation images cropped around their
+        faces (`training.reframe`); the boxes, for the run folder."""
+        from deepfake_detect.inference.faces import CropPolicy
+
+        s, policy = self.splits, CropPolicy.from_dict(self.config.face_crop)
+        records, boxes = reframe([*s.train, *s.valid], self.options.reframe, policy,
+                                 self.run_dir / REFRAME_NAME)  # fmt: skip
+        s.train, s.valid = records[: len(s.train)], records[len(s.train) :]
+        return boxes
 
     def _fingerprint(self) -> str:
         """What every rank must agree on: the options and each split's images and labels."""
