@@ -134,7 +134,7 @@ class TrainOptions:
                 raise ValueError(message)
         self.source_train_size = list(self.source_train_size)
         self.exclude_sources = list(self.exclude_sources)
-        self.reframe = list(self.reframe)
+        self.reframe = list(self.reframe or [])
         parse_source_sizes(self.source_train_size)  # raises on a malformed SOURCE=N
         # raises on a malformed spec
         reencode_steps(self.reencode, self.resize_jitter, self.figure_history, self.grid_shift)
