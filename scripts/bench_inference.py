@@ -15,12 +15,11 @@ from pathlib import Path
 
 
 def images_per_second(detector, inputs: list, batch_size: int, rounds: int) -> float:
-    # warm-up: allocations, caches
-    detector.score(inputs[:batch_size], batch_size=batch_size, faces="off")
+    detector.score(inputs[:batch_size], batch_size=batch_size)  # warm-up: allocations, caches
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
-        predictions = detector.score(inputs, batch_size=batch_size, faces="off")
+        predictions = detector.score(inputs, batch_size=batch_size)
         best = min(best, time.perf_counter() - start)
         failed = next((p.error for p in predictions if p.error), None)
         if failed:

@@ -54,7 +54,7 @@ def measure(data: Path) -> dict:
     for variant in ("as-is", "jpeg-q75"):
         inputs = [p for p, _ in test] if variant == "as-is" else [q75(p) for p, _ in test]
         scores = {
-            name: np.array([p.score for p in d.score(inputs, batch_size=64, faces="off")])
+            name: np.array([p.score for p in d.score(inputs, batch_size=64)])
             for name, d in detectors.items()
         }
         flipped = float(np.mean((scores["fp32"] >= threshold) != (scores["int8"] >= threshold)))

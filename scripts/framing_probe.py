@@ -35,7 +35,9 @@ WINDOWS = (1.0, 0.875, 0.75)  # centred windows, as shares of the photo's shorte
 
 def largest_face(image: Image.Image, detector):
     """The largest face the detector finds (None: no face found)."""
-    return max(detector.detect(image), key=lambda f: f.side, default=None)
+    from deepfake_detect.inference.faces import largest
+
+    return largest(detector.detect(image))
 
 
 def face_fill(image: Image.Image, detector) -> float | None:

@@ -122,7 +122,7 @@ def run(argv: list[str] | None) -> int:
               "pad": args.pad, "offsets": {}}  # fmt: skip
     for offset in OFFSETS:
         changed = [THEN[args.then](resaved_at(f, offset, pad=args.pad), offset) for f in faces]
-        scores = np.array([p.score for p in detector.score(changed, faces="off")])
+        scores = np.array([p.score for p in detector.score(changed)])
         rates = alarm_rates(labels, scores, detector.threshold)
         auc = float(roc_auc_score(labels, scores))
         row = {**rates, "roc_auc": auc, "per_source": {}}

@@ -237,6 +237,31 @@ def test_framing_probe_widens_the_window_around_the_face():
     assert script.largest_face(photo, NoFace()) is None
 
 
+def test_framing_probe_reports_fills_per_source_and_class(tmp_path):
+    from types import SimpleNamespace
+
+    from deepfake_detect.inference.faces import Face
+
+    script = load_script("framing_probe")
+    sides = iter([20.0, 40.0, 60.0, 80.0, 100.0, None])
+
+    class Sized:  # each call finds a face of the next side, or none
+        def detect(self, image):
+            side = next(sides)
+            return [] if side is None else [Face((0.0, 0.0, side, side), 0.9)]
+
+    path = tmp_path / "x.png"
+    Image.new("RGB", (100, 200), (90, 90, 90)).save(path)
+    records = [SimpleNamespace(path=path, source="s", label=1) for _ in range(5)]
+    records.append(SimpleNamespace(path=path, source="s", label=0))
+    report = script.fills_by_group(records, Sized())
+    fake, real = report["s fake"], report["s real"]
+    assert fake["images"] == 5 and fake["no_face"] == 0  # over the shorter side, 100 px
+    assert fake["quartiles"] == pytest.approx([0.4, 0.6, 0.8])
+    assert fake["tenths"] == pytest.approx([0.28, 0.92])
+    assert real == {"images": 1, "no_face": 1, "quartiles": [None] * 3, "tenths": [None] * 2}
+
+
 def test_framing_probe_script_reports_fills_and_refuses_a_photo_without_a_face(
     tiny_model, multi_source_data, tmp_path, capsys
 ):

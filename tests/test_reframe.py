@@ -110,18 +110,26 @@ def test_the_dataset_reads_a_record_s_crop(tmp_path):
     assert seen[1].size == (80, 64)  # no crop: the whole image
 
 
-def test_train_reframe_records_its_boxes_and_the_option(multi_source_data, tmp_path):
-    from deepfake_detect.training import train
+def test_train_reframe_crops_what_it_trains_on_and_records_it(multi_source_data, tmp_path,
+                                                               monkeypatch):  # fmt: skip
+    from deepfake_detect.training import reframe as module
+    from deepfake_detect.training.trainer import Trainer
 
+    # synthetic images hold no face: a stand-in detector gives each image the same box
+    monkeypatch.setattr(module, "find_boxes", lambda records, policy: {
+        str(r.path): [8, 8, 24, 24] for r in records})  # fmt: skip
     run = tmp_path / "run"
     options = tiny_options(multi_source_data, run, reframe=["beta"], frozen_epochs=1,
                            finetune_epochs=1)  # fmt: skip
-    result = train(options)
+    trainer = Trainer(options)
+    for record in [*trainer.splits.train, *trainer.splits.valid]:
+        assert record.crop == ((8, 8, 24, 24) if record.source == "beta" else None)
+    assert {r.source for r in trainer.splits.valid} == {"alpha", "beta"}
     boxes = json.loads((run / REFRAME_NAME).read_text())
-    beta = [p for p in boxes if "/beta/" in p]
-    assert beta and len(beta) == len(boxes)  # synthetic images: no face, all kept whole
-    assert set(boxes.values()) == {None}
+    assert len(boxes) == sum(r.source == "beta" for s in (trainer.splits.train,
+                                                          trainer.splits.valid) for r in s)
+    result = trainer.run()
     assert result.config.to_dict()["training"]["reframe"] == ["beta"]
     with pytest.raises(DataError, match="--reframe gamma: no source of that name"):
-        train(tiny_options(multi_source_data, tmp_path / "other", reframe=["gamma"]))
+        Trainer(tiny_options(multi_source_data, tmp_path / "other", reframe=["gamma"]))
     assert not (tmp_path / "other").exists()  # refused before the run folder was made

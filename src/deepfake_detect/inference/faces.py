@@ -84,6 +84,11 @@ class CropPolicy:
         return cls(**known)
 
 
+def largest(faces: list[Face]) -> Face | None:
+    """The face with the longest box side (None: no face)."""
+    return max(faces, key=lambda f: f.side, default=None)
+
+
 def crop_box(face: Face, size: tuple[int, int], policy: CropPolicy) -> tuple[int, int, int, int]:
     """The square crop around `face` in an image of `size` (width, height)."""
     width, height = size

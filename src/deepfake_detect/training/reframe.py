@@ -49,13 +49,13 @@ def on_grid(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
 
 def find_boxes(records: Sequence[ImageRecord], policy) -> dict[str, list[int] | None]:
     """Each record's crop (by path), or None where no face is found."""
-    from deepfake_detect.inference.faces import crop_box, load_face_detector
+    from deepfake_detect.inference.faces import crop_box, largest, load_face_detector
 
     detector = load_face_detector(policy.detector, min_face=policy.min_face)
     boxes = {}
     for record in records:
         image = load_image(record.path)
-        face = max(detector.detect(image), key=lambda f: f.side, default=None)
+        face = largest(detector.detect(image))
         boxes[str(record.path)] = (
             None if face is None else list(on_grid(crop_box(face, image.size, policy)))
         )
