@@ -4,10 +4,12 @@
         --model bundled --model runs/new [--changes none,rotate-5,...] [--json out.json]
 
 Every image of one split of a split manifest (default: the bundled model's, whose held-out
-images both editions keep held out) goes through each change of `EVERYDAY_CHANGES` (resized to
-128 px, rotated 5 degrees, the centre 80% kept, blurred, re-saved at JPEG 50 or 30) and is saved
-as JPEG, then scored by each model at its own shipped threshold. Printed as a Markdown table with
-95% Wilson intervals; `--json` also writes every figure.
+images both editions keep held out) goes through each change the issue names (resized to 128
+px, rotated 5 degrees, the centre 80% kept, blurred, re-saved at JPEG 50 or 30; `--changes`
+picks any of `EVERYDAY_CHANGES`, the framing changes among them: shrunk to 0.8 or 0.65 of each
+side, the centre 0.65 kept) and is saved as JPEG, then scored by each model at its own shipped
+threshold. Printed as a Markdown table with 95% Wilson intervals; `--json` also writes every
+figure.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def sampled(args, rng) -> list:
 
 def parse(argv: list[str] | None):
     from deepfake_detect.data.manifest import MANIFEST_NAME
-    from deepfake_detect.data.transforms import EVERYDAY_CHANGES
+    from deepfake_detect.data.transforms import ISSUE_CHANGES
     from deepfake_detect.inference import BUNDLED_DIR
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,7 +68,11 @@ def parse(argv: list[str] | None):
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--manifest", type=Path, default=BUNDLED_DIR / MANIFEST_NAME)
-    p.add_argument("--changes", default=",".join(EVERYDAY_CHANGES))
+    p.add_argument(
+        "--changes",
+        default=",".join(ISSUE_CHANGES),
+        help="names of EVERYDAY_CHANGES, comma-separated (default: the issue's)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     args.changes = [c.strip() for c in args.changes.split(",") if c.strip()]

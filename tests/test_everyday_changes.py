@@ -15,8 +15,10 @@ from deepfake_detect.data.datasets import ImageRecord
 
 
 def test_each_change_does_what_its_name_says(tmp_path):
-    from deepfake_detect.data.transforms import EVERYDAY_CHANGES, everyday_change
+    from deepfake_detect.data.transforms import EVERYDAY_CHANGES, ISSUE_CHANGES, everyday_change
     from deepfake_detect.evaluation.runs import reencoded
+
+    assert set(ISSUE_CHANGES) < set(EVERYDAY_CHANGES)  # the issue's, and the framing changes
 
     image = photo_like(np.random.default_rng(0), 64).resize((80, 64))
     image.save(tmp_path / "a.png")
@@ -28,7 +30,11 @@ def test_each_change_does_what_its_name_says(tmp_path):
             seen[name] = (out.format, out.size, np.asarray(out.convert("RGB"), np.float32))
     assert all(fmt == "JPEG" for fmt, _, _ in seen.values())
     assert seen["resize-128"][1] == (128, 102)  # longer side 128, aspect kept
-    assert seen["crop-80"][1] == (64, 51)
+    assert seen["crop-80"][1] == seen["shrink-80"][1] == (64, 51)  # enlarged back alike
+    assert seen["crop-65"][1] == seen["shrink-65"][1] == (52, 42)
+    # a crop keeps the middle at its own scale; a shrink keeps the whole picture, smaller
+    middle = np.asarray(image.convert("RGB"), np.float32)[11:53, 14:66]
+    assert np.abs(seen["crop-65"][2] - middle).mean() < np.abs(seen["shrink-65"][2] - middle).mean()
     assert seen["rotate-5"][1] == seen["blur-1"][1] == seen["none"][1] == (80, 64)
     plain = seen["none"][2]
     for name in ("rotate-5", "blur-1", "jpeg-30"):

@@ -46,7 +46,9 @@ def evaluate(
         typer.Option(
             metavar="NAME",
             help="An everyday change to every image first, then saved as JPEG: resize-128, "
-            "rotate-5, crop-80, blur-1 (each at quality 75), jpeg-50 or jpeg-30.",
+            "rotate-5, crop-80, blur-1 (each at quality 75), jpeg-50 or jpeg-30; to tell framing "
+            "from enlargement, shrink-80, shrink-65 (resized to that share of each side) or "
+            "crop-65 (the centre 65% kept).",
         ),
     ] = None,
     label: Annotated[

@@ -385,6 +385,12 @@ def _centre_crop(image: Image.Image, side: float) -> Image.Image:
     return image.crop((left, top, left + width, top + height))
 
 
+def _shrunk(image: Image.Image, share: float) -> Image.Image:
+    """Resized to `share` of each side (the detector enlarges it back, the framing kept)."""
+    size = (max(1, round(image.width * share)), max(1, round(image.height * share)))
+    return image.resize(size, Image.BICUBIC)
+
+
 def _blurred(image: Image.Image, sigma: float) -> Image.Image:
     from PIL import ImageFilter
 
@@ -399,12 +405,21 @@ EVERYDAY_CHANGES: dict[str, tuple[Callable[[Image.Image], Image.Image], int]] = 
     "blur-1": (lambda image: _blurred(image, 1.0), 75),
     "jpeg-50": (lambda image: image, 50),
     "jpeg-30": (lambda image: image, 30),
+    "shrink-80": (lambda image: _shrunk(image, 0.8), 75),
+    "shrink-65": (lambda image: _shrunk(image, 0.65), 75),
+    "crop-65": (lambda image: _centre_crop(image, 0.65), 75),
 }
 """Named changes at one fixed strength, each with the JPEG quality the changed image is then
 saved at (75 as every measurement of the bundled model; 50 and 30 for the JPEG changes):
 resized to 128 px on the longer side (the detector scales it back up), rotated by 5 degrees,
 the centre 80% of each side kept (64% of the area), blurred (sigma 1 pixel), or re-saved at a
-low quality. `evaluate --change` and `scripts/everyday_changes.py` apply them."""
+low quality. The last three tell framing from enlargement: shrunk to 0.8 or 0.65 of each side
+(enlarged back by the detector, the face as framed before) against the centre 0.65 kept
+(enlarged as much, the face filling more of the picture: crop-80 pairs with shrink-80).
+`evaluate --change` and `scripts/everyday_changes.py` apply them."""
+
+ISSUE_CHANGES = ("none", "resize-128", "rotate-5", "crop-80", "blur-1", "jpeg-50", "jpeg-30")
+"""The changes the second edition's issue names: `scripts/everyday_changes.py`'s default."""
 
 
 def everyday_change(name: str) -> tuple[Callable[[Image.Image], Image.Image], int]:
