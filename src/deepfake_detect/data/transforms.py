@@ -452,8 +452,7 @@ def _down_and_up(image: Image.Image, factor: float) -> Image.Image:
     """Resized by `factor` and back to the original size: the detail of a smaller copy."""
     if factor == 1.0:
         return image
-    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-    return image.resize(size, Image.BICUBIC).resize(image.size, Image.BICUBIC)
+    return _shrunk(image, factor).resize(image.size, Image.BICUBIC)
 
 
 def _noisy(image: Image.Image, sigma: float, rng: np.random.Generator) -> Image.Image:
