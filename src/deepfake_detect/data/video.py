@@ -23,6 +23,7 @@ MAX_VIDEO_BYTES = 2 * 2**30  # 2 GiB
 MAX_VIDEO_SECONDS = 3 * 3600
 MAX_FRAMES = 1000
 DEFAULT_FRAMES = 16
+FRAME_SLACK = 1e-3  # of a frame's time: rounding in timestamps, not a missing frame
 
 
 class VideoError(ImageError):
@@ -155,24 +156,37 @@ def _sample(container, name, count, max_pixels, max_seconds) -> tuple[list[Frame
 
 def _frames_at(container, stream, targets: list[float]) -> list[Frame]:
     """The first frame at or after each target time, decoding forward from one pass of the
-    stream (seeking per target when targets lie far apart)."""
+    stream (seeking per target when targets lie far apart).
+
+    One decoding generator serves every target up to the next seek: a new one per target
+    would drop the frames a packet had already given, and after the last packet it would ask
+    a decoder that has been flushed for more, which FFmpeg answers with an end-of-file error
+    (a short video with targets close together read as corrupt)."""
     fps = float(stream.average_rate or stream.guessed_rate or 25)
     base = stream.time_base
     frames: list[Frame] = []
     pending = iter(targets)
     target = next(pending, None)
     previous = -math.inf
+    decoded = None
+    last = None  # the last frame decoded, and its time
     while target is not None:
         if target - previous > 4.0:  # far ahead: jump to the keyframe before it
             container.seek(int(target / base), stream=stream, backward=True, any_frame=False)
+            decoded, last = None, None
+        if decoded is None:
+            decoded = container.decode(stream)
         found = None
-        for frame in container.decode(stream):
+        for frame in decoded:
             if frame.pts is None:
                 continue
-            time = float(frame.pts * base)
-            if time + 0.5 / fps >= target:
-                found = Frame(round(time * fps), time, frame.to_image().convert("RGB"))
+            last = frame, float(frame.pts * base)
+            # a frame shows from half a frame before its time to half a frame after it
+            if last[1] + (0.5 + FRAME_SLACK) / fps >= target:
+                found = _frame(*last, fps)
                 break
+        if found is None and last is not None and target <= last[1] + (1 + FRAME_SLACK) / fps:
+            found = _frame(*last, fps)  # the stream ended within the last frame's time
         if found is None:
             break  # the stream ended: truncated
         frames.append(found)
@@ -182,6 +196,10 @@ def _frames_at(container, stream, targets: list[float]) -> list[Frame]:
             frames.append(found)
             target = next(pending, None)
     return frames
+
+
+def _frame(frame, time: float, fps: float) -> Frame:
+    return Frame(round(time * fps), time, frame.to_image().convert("RGB"))
 
 
 def _duration(container, stream) -> float | None:
