@@ -90,6 +90,30 @@ def test_evaluate_prints_a_table_and_writes_files(
         assert key in metrics
 
 
+def test_a_failed_evaluate_write_leaves_the_report_folder_as_it_was(
+    kaggle_run, kaggle_root, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    from deepfake_detect.evaluation import runs
+
+    def full_disk(labels, scores, path):  # the ROC figure, after the report's text is written
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    args = ["evaluate", "--model", str(kaggle_run), "--data", str(kaggle_root)]
+    fresh, old = tmp_path / "fresh", tmp_path / "old"
+    assert run_cli([*args, "--output", str(old)], capsys, monkeypatch)[0] == 0
+    before = {f.name: f.read_bytes() for f in old.iterdir()}
+    monkeypatch.setattr(runs, "plot_roc", full_disk)
+    for out in (fresh, old):
+        code, _, err = run_cli([*args, "--output", str(out), "--threshold", "0.9"],
+                               capsys, monkeypatch)  # fmt: skip
+        assert code != 0
+        assert f"{out / 'roc.png'}: No space left on device" in err  # the file, not a hidden one
+    assert not fresh.exists()  # no half-written report
+    assert {f.name: f.read_bytes() for f in old.iterdir()} == before  # not one file changed
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
 def test_predict_writes_each_format(kaggle_run, kaggle_root, tmp_path, capsys, monkeypatch, suffix):
     folder = kaggle_root / "real_vs_fake" / "real-vs-fake" / "test" / "fake"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,11 +150,45 @@ def evaluate(
         "failed": [p.error for p in failed],
     }
     if current_world().main:
-        write_report(Path(output_dir), metrics, labels, scores)
-        write_scores(Path(output_dir) / SCORES_FILE, [r for r, _ in pairs], scores)
-        sources = [r.source for r, _ in pairs]
-        _write_html(Path(output_dir), metrics, labels, scores, sources, detector)
+        check_report_folder(output_dir)
+        with staged_folder(Path(output_dir)) as staging:
+            write_report(staging, metrics, labels, scores)
+            write_scores(staging / SCORES_FILE, [r for r, _ in pairs], scores)
+            sources = [r.source for r, _ in pairs]
+            _write_html(staging, metrics, labels, scores, sources, detector)
     return metrics
+
+
+@contextlib.contextmanager
+def staged_folder(output_dir: Path) -> Iterator[Path]:
+    """A hidden folder to write a report's files into, moved into `output_dir` only when
+    all of them are written: a failed write (a full disk) leaves `output_dir` as it was,
+    rather than with some files of the new report beside the rest of an old one. An OSError
+    names the file of `output_dir` that could not be written, not the hidden one."""
+    existed = output_dir.is_dir()
+    try:
+        if existed:  # renames within one folder's file system cannot fail for space
+            staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".report-"))
+        else:
+            output_dir.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(output_dir)) from None
+    try:
+        yield staging
+        if existed:
+            for made in staging.iterdir():
+                os.replace(made, output_dir / made.name)
+            staging.rmdir()
+        else:
+            os.rename(staging, output_dir)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            name = Path(exc.filename).name if exc.filename else ""
+            target = output_dir / name if name and not name.startswith(".") else output_dir
+            raise OSError(exc.errno, exc.strerror, str(target)) from None
+        raise
 
 
 def _write_html(output_dir, metrics, labels, scores, sources, detector: Detector) -> None:
