@@ -591,3 +591,19 @@ def test_shared_data_indexes_as_three_sources() -> None:
         ("headshots-sg2", 0): 2000,
         ("headshots-sg2", 1): 2000,
     }
+
+
+def test_a_folder_of_images_the_model_trained_on_says_why_they_are_left_out(tmp_path, caplog):
+    from deepfake_detect.data.prepare import evaluation_records
+
+    mine = tmp_path / "mine"
+    trained, new = write_image(mine / "a.jpg"), write_image(mine / "b.jpg")
+    model = tmp_path / "model"
+    write_split_csv([ImageRecord(trained, 0, "mine", "mine/a", "train")], model / "split.csv")
+    with caplog.at_level("WARNING", logger="deepfake_detect"):
+        records = evaluation_records([mine], "test", model, label=0)
+    assert [r.path for r in records] == [new]  # never trained on: a test image
+    assert "1 of 2 images are in the model's recorded split outside test" in caplog.text
+    new.unlink()
+    with pytest.raises(DataError, match=r"all 1 are in the model's recorded split elsewhere"):
+        evaluation_records([mine], "test", model, label=0)

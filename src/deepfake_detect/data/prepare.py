@@ -200,13 +200,34 @@ def evaluation_records(
         records = index_dataset(data)
     else:
         records = [r for root in data for r in index_labelled_folder(root, label)]
+    recorded = any(r.split is None for r in records) and has_recorded_split(model_dir)
     if any(r.split is None for r in records):
         # A one-class folder cannot be split by class; without a record, it is all test.
         records = model_split(records, model_dir, seed, unrecorded=label is None)
     chosen = records if split == "all" else select(records, split)
+    # images the model was trained or validated on are never its test images: say so, since
+    # a user's own folder may hold some of them
+    elsewhere = len(records) - len(chosen) if recorded else 0
     if not chosen:
-        raise DataError(f"no images in the {split} split")
+        because = (
+            f": all {elsewhere} are in the model's recorded split elsewhere (--split all "
+            "scores them)" if elsewhere else ""
+        )
+        raise DataError(f"no images in the {split} split{because}")
+    if elsewhere:
+        log.warning(
+            "%d of %d images are in the model's recorded split outside %s and are left out "
+            "(--split all scores them)", elsewhere, len(records), split,
+        )  # fmt: skip
     return chosen
+
+
+def has_recorded_split(model_dir: Path | None) -> bool:
+    """Whether the model records which images it trained on (a run's split.csv, a shipped
+    model's split manifest)."""
+    if model_dir is None:
+        return False
+    return (model_dir / SPLIT_NAME).is_file() or (model_dir / MANIFEST_NAME).is_file()
 
 
 def model_split(
