@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterator, Sequence
@@ -254,7 +255,7 @@ def decode_pixels(
         plain = _decode_plain_jpeg_alone(name, data, max_pixels)
         if plain is not None:
             return plain
-    image = _open(name, data, image_format)
+    image = _open(name, data, image_format, max_pixels)
     with image:
         if image_format == "JPEG":
             _check_size(image.size, name, max_pixels)
@@ -449,7 +450,7 @@ def _detect_format(name: str, data: bytes) -> str:
     return image_format
 
 
-def _open(name: str, data: bytes, image_format: str) -> Image.Image:
+def _open(name: str, data: bytes, image_format: str, max_pixels: int) -> Image.Image:
     """Read the header only; `formats` stops PIL trying decoders other than the sniffed one."""
     if image_format == "HEIF":
         _register_heif(name)
@@ -464,9 +465,12 @@ def _open(name: str, data: bytes, image_format: str) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow refuses images over twice its own MAX_IMAGE_PIXELS while opening them, before
         # their size reaches us, and warns above MAX_IMAGE_PIXELS (an exception where warnings
-        # are errors). Its message gives the pixel count and its limit.
+        # are errors). Its limit is never below ours (`_pixel_limit`), so the image is over
+        # ours too: say so in our terms, with the pixel count its message gives.
+        count = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(count[1])} pixels" if count else "too large to decode safely"
         raise ImageTooLargeError(
-            f"{name}: image is too large to decode safely ({_reason(exc)})"
+            f"{name}: image is {size}, over the limit of {max_pixels}{_RAISE_LIMIT}"
         ) from None
     except _DECODE_ERRORS as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({_reason(exc)})") from None
@@ -570,7 +574,11 @@ def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"{name}: image is {width}x{height} pixels, over the limit of {max_pixels}"
+            f"{_RAISE_LIMIT}"
         )
+
+
+_RAISE_LIMIT = f" (--max-pixels or {MAX_PIXELS_ENV} raises it)"
 
 
 def _to_rgb(image: Image.Image, name: str) -> Image.Image:

@@ -280,6 +280,6 @@ def synthetic_batch(config, n: int = 8) -> np.ndarray:
         noisy = np.clip(field + rng.normal(0, 12, field.shape), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(noisy).save(buffer, "JPEG", quality=85)
-        image = load_image(buffer.getvalue())
+        image = load_image(buffer.getvalue(), max_pixels=side * side)  # ours: not the user's limit
         out.append(preprocess(image, side, config.mean, config.std, config.interpolation))
     return np.stack(out).astype(np.float32)
