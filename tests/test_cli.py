@@ -187,6 +187,13 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
         (["train", "--data", ".", "--output", "o", "--fake-only", "/nonexistent"], "/nonexistent"),
         (["predict", "x.jpg", "--workers", "-1"], "--workers must be 0 or more, got -1"),
         (["predict", "x.jpg", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        # refused before the dataset is indexed, not after
+        (["evaluate", "--data", ".", "--output", "o", "--threshold", "2"],
+         "threshold must be within [0, 1], got 2.0"),
+        (["evaluate", "--data", ".", "--output", "o", "--jpeg-quality", "0"],
+         "--jpeg-quality must be within 1-100, got 0"),
+        (["evaluate", "--data", ".", "--output", "o", "--batch-size", "0"],
+         "--batch-size must be at least 1, got 0"),
     ],
 )
 def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):
@@ -409,6 +416,24 @@ def test_ctrl_c_is_one_line_and_status_130(command, note, how, tmp_path, capsys,
     }[command]
     code, _, err = run_cli(args, capsys, monkeypatch)
     assert code == 130 and err.strip() == f"interrupted; {note}"
+
+
+def test_a_bad_pixel_limit_in_the_environment_is_refused_before_any_output(
+    capsys, monkeypatch, tmp_path
+):
+    import numpy as np
+
+    from deepfake_detect.data import images
+
+    monkeypatch.setenv("DEEPFAKE_DETECT_MAX_PIXELS", "abc")
+    monkeypatch.setattr(images, "_ENV_AT_IMPORT", "abc")  # as in a process started with it
+    image = tmp_path / "x.png"
+    synthetic_image(np.random.default_rng(0), fake=False).save(image)
+    code, out, err = run_cli(["predict", str(image), "--output", "-"], capsys, monkeypatch)
+    assert code == 2 and out == ""  # no CSV header before the error
+    assert err.strip() == (
+        "error: DEEPFAKE_DETECT_MAX_PIXELS='abc': expected a positive number of pixels"
+    )
 
 
 def test_max_pixels_raises_or_lowers_the_limit_for_one_command(

@@ -25,12 +25,13 @@ def setup(quiet: bool, max_pixels: int | None = None) -> bool:
     logging.getLogger("deepfake_detect").setLevel(logging.ERROR if quiet else logging.INFO)
     if quiet:
         warnings.simplefilter("ignore")
-    if max_pixels is not None:
-        from deepfake_detect.data.images import set_max_pixels
+    from deepfake_detect.data.images import max_pixels_limit, set_max_pixels
 
+    if max_pixels is not None:
         if max_pixels <= 0:
             raise ValueError(f"--max-pixels must be a positive number of pixels, got {max_pixels}")
         set_max_pixels(max_pixels)
+    max_pixels_limit()  # a bad DEEPFAKE_DETECT_MAX_PIXELS is refused now, before any output
     return quiet
 
 

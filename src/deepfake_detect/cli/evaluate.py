@@ -81,6 +81,7 @@ def evaluate(
     quiet = setup(quiet, max_pixels)
     world, device = join_world(device)
     class_label = checked_options(split, label, change, jpeg_quality)
+    check_numbers(threshold, jpeg_quality, batch_size)
     check_faces_mode(faces)
     if world.main:  # under torchrun, rank 0 alone touches the output
         check_report_folder(output)
@@ -109,6 +110,18 @@ def checked_options(split: str, label: str | None, change: str | None, quality: 
             raise ValueError("--change sets its own JPEG quality: leave out --jpeg-quality")
     class_label = None if label is None else int(label == "fake")
     return class_label
+
+
+def check_numbers(threshold: float | None, quality: int | None, batch_size: int) -> None:
+    """Refuse bad numbers before the dataset is indexed (which takes a while on a large one)."""
+    from deepfake_detect.inference.detector import check_batching
+    from deepfake_detect.models.config import check_threshold
+
+    if threshold is not None:
+        check_threshold(threshold)
+    if quality is not None and not 1 <= quality <= 100:
+        raise ValueError(f"--jpeg-quality must be within 1-100, got {quality}")
+    check_batching(batch_size, None)
 
 
 def evaluation_summary(metrics: dict, output: Path) -> str:

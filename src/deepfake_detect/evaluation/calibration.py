@@ -71,7 +71,7 @@ def raw_logits(detector: Detector, records: Sequence[ImageRecord], batch_size: i
             logits.append(detector.engine.logits(np.stack(arrays)))
             labels += kept
     if failed:
-        log.warning("%d images could not be read and are left out; first: %s",
+        log.warning("%d image(s) could not be read and are left out; first: %s",
                     len(failed), failed[0])  # fmt: skip
     if not labels:
         raise DataError("no image could be read")

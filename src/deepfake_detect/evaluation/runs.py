@@ -130,7 +130,7 @@ def evaluate(
     )
     failed = [p for p in predictions if p.score is None]
     if failed:
-        log.warning("%d images could not be read and are left out; first: %s",
+        log.warning("%d image(s) could not be read and are left out; first: %s",
                     len(failed), failed[0].error)  # fmt: skip
     pairs = [(r, p.score) for r, p in zip(records, predictions, strict=True) if p.score is not None]
     if not pairs:
