@@ -84,11 +84,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--calibration", default="MinMax", help="MinMax, Percentile or Entropy")
     args = parser.parse_args()
     valid = [p for p, _ in manifest_split(args.data, "valid")]
     report = export_onnx(
         BUNDLED_DIR, BUNDLED_DIR / ONNX_NAMES["int8"], precision="int8",
-        images=calibration_images(args.data), check_images=valid,
+        images=calibration_images(args.data), check_images=valid, calibration=args.calibration,
     )  # fmt: skip
     result = {"export_check_on_validation": report.to_dict(), "heldout": measure(args.data)}
     text = json.dumps(result, indent=2)

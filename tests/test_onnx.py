@@ -145,6 +145,18 @@ def test_int8_is_calibrated_on_images_and_chosen_only_when_asked(tmp_path, photo
     assert np.max(np.abs(scores(detector, photos) - fp32)) < 0.2
 
 
+
+@pytest.mark.parametrize("calibration", ["Percentile", "Entropy"])
+def test_int8_may_be_calibrated_by_histograms(tmp_path, photos, calibration):
+    # scripts/int8_calibration.py compares ONNX Runtime's methods; the histogram ones are
+    # merged a batch at a time, and must still give a file close to fp32
+    folder = make_model(tmp_path / "quantised", seed=5)
+    out = tmp_path / f"{calibration}.onnx"
+    report = export_onnx(folder, out, precision="int8", images=photos, calibration=calibration)
+    assert report.precision == "int8" and out.is_file()
+    fp32 = scores(load_detector(folder, precision="fp32"), photos)
+    assert np.max(np.abs(scores(load_detector(out), photos) - fp32)) < 0.2
+
 NO_TORCH = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

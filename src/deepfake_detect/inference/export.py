@@ -57,6 +57,7 @@ def export_onnx(
     precision: str = "fp32",
     images: Sequence[str | os.PathLike] | None = None,
     check_images: Sequence[str | os.PathLike] | None = None,
+    calibration: str = "MinMax",
 ) -> ExportReport:
     """Export, check against PyTorch on `images` (real photos; synthetic ones when None), and
     write `output` atomically. fp32 must agree within FP32_TOLERANCE, else ExportCheckError and
@@ -64,7 +65,8 @@ def export_onnx(
     labels changed) is reported and recorded in the file's metadata.
 
     int8 needs `images`: they calibrate the quantisation (use training images, never test ones).
-    `check_images` (default: `images`) are the ones the export is checked on.
+    `check_images` (default: `images`) are the ones the export is checked on. `calibration`:
+    how int8 sets each activation's range (`quantize_int8`'s method).
     """
     from deepfake_detect.models.checkpoint import load_model_weights
     from deepfake_detect.models.config import read_config
@@ -84,7 +86,7 @@ def export_onnx(
         path = fp32
         if precision == "int8":
             path = Path(tmp) / "model.int8.onnx"
-            quantize_int8(fp32, path, calibration_batch(config, images))
+            quantize_int8(fp32, path, calibration_batch(config, images), method=calibration)
         report = compare(net, path, check, config.temperature, config.threshold, precision)
         report = ExportReport(str(output), precision, len(check), kind, *report)
         if not report.passed:
