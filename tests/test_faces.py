@@ -289,3 +289,11 @@ def test_evaluate_scores_by_faces_when_asked(face_photos, tmp_path):
     assert [p.score for p in by_faces] == [p.score for p in detector.score(paths, faces="on")]
     metrics = evaluate(detector, records, tmp_path / "eval", faces="on")
     assert metrics["faces"] == "on" and metrics["n_images"] == 2
+
+
+def test_a_reported_box_stays_within_the_image():
+    # MTCNN's box of a face whose chin the frame cuts off reaches past the image's edge
+    face = Face((43.2, 55.0, 186.4, 254.3), 0.99)
+    assert face.rounded() == [43, 55, 186, 254]  # size unknown: as found
+    assert Face(face.box, 0.99, bounds=(256, 200)).rounded() == [43, 55, 186, 200]
+    assert Face((-3.6, -1.0, 50.0, 60.0), 0.9, bounds=(40, 40)).rounded() == [0, 0, 40, 40]

@@ -17,7 +17,7 @@ import itertools
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +272,7 @@ class Detector:
         if mode == "auto" and not policy.looks_for_faces(image.size, c.image_size):
             return Inputs([whole], provenance)  # a face crop already: scored as with "off"
         faces = sorted(self.face_detector().detect(image), key=lambda f: (f.box[0], f.box[1]))
-        faces = faces[:MAX_FACES]
+        faces = [replace(f, bounds=image.size) for f in faces[:MAX_FACES]]
         if not faces:
             return Inputs([whole], provenance, [], [NO_FACE])
         if mode == "auto" and max(f.side for f in faces) >= policy.auto_share * min(image.size):

@@ -31,6 +31,9 @@ DEFAULT_DETECTOR = "mtcnn"
 class Face:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2, in pixels
     confidence: float
+    # the image's (width, height): a detector's box may reach past its edges (a chin cut off
+    # by the frame), and the box reported is clipped to them; crops use the box as found
+    bounds: tuple[int, int] | None = None
 
     @property
     def side(self) -> float:
@@ -38,7 +41,13 @@ class Face:
         return max(x2 - x1, y2 - y1)
 
     def rounded(self) -> list[int]:
-        return [round(v) for v in self.box]
+        """The box in whole pixels, within the image when its size is known."""
+        x1, y1, x2, y2 = (round(v) for v in self.box)
+        if self.bounds is None:
+            return [x1, y1, x2, y2]
+        width, height = self.bounds
+        return [min(max(x1, 0), width), min(max(y1, 0), height),
+                min(max(x2, 0), width), min(max(y2, 0), height)]  # fmt: skip
 
 
 class FaceDetector(Protocol):
