@@ -330,6 +330,18 @@ def test_predict_names_the_files_it_skipped(kaggle_run, tmp_path, capsys, monkey
     )
 
 
+
+def test_a_link_to_a_missing_image_gets_an_error_row(kaggle_run, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "links"
+    folder.mkdir()
+    synthetic_image(__import__("numpy").random.default_rng(0), False).save(folder / "a.jpg")
+    (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    code, stdout, err = run_cli(
+        ["predict", str(folder), "--model", str(kaggle_run)], capsys, monkeypatch
+    )
+    assert code == 1  # an input failed, and says why; not skipped as if it were no image
+    assert f"{folder / 'gone.jpg'}: no such file" in stdout and "skipped" not in err
+
 def read_only_folder(path: Path) -> Path:
     """A folder no file can be created in, even by root (chmod alone does not stop root)."""
     import os

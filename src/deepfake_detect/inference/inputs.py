@@ -27,11 +27,18 @@ def scan_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Pa
         if path.is_dir():
             found, others = scan_folder(path)
             videos = [f for f in others if has_video_suffix(f) or (not f.suffix and is_video(f))]
-            if not found and not videos:
+            # a link named like an image whose target is gone: an error row that says so,
+            # rather than a file skipped as not an image
+            dangling = [f for f in others if _dangling_image_link(f)]
+            if not found and not videos and not dangling:
                 suffixes = ", ".join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))
                 raise DetectorError(f"{path}: folder holds no images or videos ({suffixes})")
-            out.extend(sorted(found + videos))
-            skipped.extend(f for f in others if f not in set(videos))
+            out.extend(sorted(found + videos + dangling))
+            skipped.extend(f for f in others if f not in set(videos) | set(dangling))
         else:
             out.append(path)  # a missing or unreadable file becomes an error row, not a stop
     return out, skipped
+
+
+def _dangling_image_link(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_symlink() and not path.exists()
