@@ -836,3 +836,12 @@ def test_preprocess_is_resize_then_array() -> None:
     expected = to_tensor_array(resize_image(image, 32, "bilinear"), mean, std)
     assert array.shape == (3, 32, 32)
     np.testing.assert_array_equal(array, expected)
+
+
+def test_a_closed_pil_image_is_said_to_be_closed_not_corrupt(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.png", encode(Image.new("RGB", (8, 8), COLOUR), "PNG"))
+    for image in (Image.new("RGB", (8, 8)), Image.open(path)):
+        image.close()
+        assert load_error(image) == "<image>: the PIL image was closed before it was scored"
+    with Image.open(path) as image:  # open and not yet loaded: scored as usual
+        assert load_image(image).size == (8, 8)

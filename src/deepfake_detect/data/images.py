@@ -232,9 +232,21 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     `max_pixels` defaults to `max_pixels_limit()`.
     """
     if isinstance(source, Image.Image):
+        if _is_closed(source):
+            raise ImageError("<image>: the PIL image was closed before it was scored")
         return _decode(source, "<image>", _pixel_limit(max_pixels))
     name, data = read_source(source)
     return decode_image(name, data, max_pixels=max_pixels)
+
+
+def _is_closed(image: Image.Image) -> bool:
+    """Whether `Image.close()` was called: its pixels are gone (Pillow then raises a
+    ValueError from any use, which read as a corrupt image)."""
+    try:
+        from PIL._util import DeferredError  # what Pillow puts where the pixels were
+    except ImportError:  # another Pillow: then its own error message stands
+        return False
+    return isinstance(getattr(image, "_im", None), DeferredError)
 
 
 def decode_image(name: str, data: bytes, *, max_pixels: int | None = None) -> Image.Image:
