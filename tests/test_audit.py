@@ -456,6 +456,22 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     assert len(list(cache.glob("*.json"))) == 2
 
 
+
+def test_the_cache_answers_only_under_the_same_pixel_limit(tmp_path):
+    from deepfake_detect.data.images import set_max_pixels
+
+    root = write_dataset(tmp_path / "d", 2, {"fmt": "PNG"}, {"fmt": "PNG"})
+    records = index_dataset([root])
+    cache = tmp_path / "cache"
+    assert all(f.error is None for f in cached_audit(records, cache_dir=cache, workers=1).facts)
+    set_max_pixels(10)  # every image is over it: unreadable, not what the cache says
+    try:
+        low = cached_audit(records, cache_dir=cache, workers=1)
+    finally:
+        set_max_pixels(None)
+    assert all("over the limit of 10" in f.error for f in low.facts)
+    assert all(f.error is None for f in cached_audit(records, cache_dir=cache, workers=1).facts)
+
 def test_cache_takes_labels_from_the_records_and_survives_damage(tmp_path):
     root = write_dataset(tmp_path / "d", 3, {"fmt": "PNG"}, {"fmt": "PNG"})
     records = index_dataset([root])

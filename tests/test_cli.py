@@ -194,6 +194,13 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
          "--jpeg-quality must be within 1-100, got 0"),
         (["evaluate", "--data", ".", "--output", "o", "--batch-size", "0"],
          "--batch-size must be at least 1, got 0"),
+        (["calibrate", "--data", ".", "--output", "o", "--batch-size", "0"],
+         "--batch-size must be at least 1, got 0"),
+        (["audit", "--data", ".", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (["benchmark", "--seconds", "inf"], "--seconds must be a positive number"),
+        (["benchmark", "--seconds", "nan"], "--seconds must be a positive number"),
+        (["benchmark", "--memory-files", "-1,10"], "counts must be at least 1"),
+        (["serve", "--max-upload-mb", "nan"], "--max-upload-mb must be a positive number"),
     ],
 )
 def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):

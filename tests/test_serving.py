@@ -190,9 +190,11 @@ def test_after_every_kind_of_hostile_input_a_good_image_still_gets_its_answer(cl
             "content-type": "multipart/form-data; boundary=x", "content-length": "5"}},
         {"files": files(("../../etc/passwd<script>", b"GIF89a\x00"))},
     ]  # fmt: skip
-    statuses = [client.post("/v1/predict", **kwargs).status_code for kwargs in hostile]
+    answers = [client.post("/v1/predict", **kwargs) for kwargs in hostile]
+    statuses = [a.status_code for a in answers]
     assert all(400 <= s < 500 for s in statuses), statuses
     assert statuses[4] == 413  # the chunked body is counted as it arrives
+    assert "request body goes past the limit of" in answers[4].text
     named = client.post("/v1/predict", files=files(("../../x<script>.jpg", jpeg()),
                                                    ("b.jpg", b"bad")))  # fmt: skip
     assert named.json()["results"][0]["filename"] == "x_script_.jpg"

@@ -39,7 +39,8 @@ def audit(
     from deepfake_detect.files import atomic_write_json, check_output_path
 
     quiet = setup(quiet, max_pixels)
-
+    if workers < 1:  # checked here too: a cached audit reads nothing, and never checked it
+        raise ValueError(f"--workers must be at least 1, got {workers}")
     if output is not None and output.suffix.lower() != ".json":
         raise ValueError(f"--output must end in .json, not {output.name!r}")
     if output is not None:

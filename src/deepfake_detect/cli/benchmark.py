@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -37,8 +38,10 @@ def benchmark(
     tune_malloc()  # its pipeline runs in this process: allocate as predict does
     setup(quiet)
     counts = parse_counts(memory_files)
-    if seconds <= 0 or batch_size < 1:
-        raise ValueError("--seconds must be positive and --batch-size at least 1")
+    if not 0 < seconds < math.inf:  # also refuses nan
+        raise ValueError(f"--seconds must be a positive number of seconds, got {seconds}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     result = run_benchmark(
         model, images, seconds=seconds, batch_size=batch_size, memory_files=counts,
         say=lambda message: say(message, err=True),
@@ -52,6 +55,8 @@ def parse_counts(text: str) -> tuple[int, int]:
     except ValueError:
         message = f"--memory-files must be two counts like 1000,10000, not {text!r}"
         raise ValueError(message) from None
-    if not 0 < small < large:
+    if small < 1:
+        raise ValueError(f"--memory-files: counts must be at least 1, got {text}")
+    if not small < large:
         raise ValueError(f"--memory-files: the second count must exceed the first, got {text}")
     return small, large

@@ -45,12 +45,14 @@ def calibrate(
     from deepfake_detect.evaluation.calibration import recalibrate
     from deepfake_detect.evaluation.metrics import THRESHOLD_RULES
     from deepfake_detect.inference import load_detector
+    from deepfake_detect.inference.detector import check_batching
 
     quiet = setup(quiet, max_pixels)
     if target_fpr is not None and not 0.0 <= target_fpr < 1.0:
         raise ValueError(f"--target-fpr must be within [0, 1), got {target_fpr}")
     if threshold_rule not in THRESHOLD_RULES:
         raise ValueError(f"--threshold-rule must be one of {', '.join(THRESHOLD_RULES)}")
+    check_batching(batch_size, None)
     detector = load_detector(model, precision=precision)
     records = index_dataset(data)
     names = [Path(d).name for d in data]

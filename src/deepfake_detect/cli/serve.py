@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Annotated
 
@@ -65,8 +66,8 @@ def serve(
         raise ValueError(f"--workers must be at least 1, got {workers}")
     for flag, value in (("--max-upload-mb", max_upload_mb), ("--max-video-mb", max_video_mb),
                         ("--max-video-seconds", max_video_seconds)):  # fmt: skip
-        if value <= 0:
-            raise ValueError(f"{flag} must be positive, got {value}")
+        if not 0 < value < math.inf:  # also refuses nan
+            raise ValueError(f"{flag} must be a positive number, got {value}")
     settings = ServiceSettings(
         model=str(model) if model is not None else None, engine=engine, precision=precision,
         device=device, max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch,

@@ -59,8 +59,10 @@ async def read_body(
 
 
 def too_large(size: int | None, limit: int) -> str:
-    what = f"{size / 2**20:.1f} MiB" if size is not None else "over"
-    return f"request body is {what}, over the limit of {limit / 2**20:.1f} MiB"
+    """The 413's detail; `size` None when the body came without a length (chunked) and was
+    cut off at the limit."""
+    what = f"is {size / 2**20:.1f} MiB, over" if size is not None else "goes past"
+    return f"request body {what} the limit of {limit / 2**20:.1f} MiB"
 
 
 def parse_files(body: bytes, content_type: str | None, max_files: int) -> list[Upload]:

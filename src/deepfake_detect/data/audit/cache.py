@@ -37,8 +37,9 @@ def cached_audit(
 ) -> AuditReport:
     """`audit_records` with the facts cached per dataset.
 
-    The key hashes every record's path, size and modification time with AUDIT_VERSION, so a
-    changed, added or removed file computes everything again. Labels, sources and splits come
+    The key hashes every record's path, size and modification time with AUDIT_VERSION and the
+    pixel limit in force, so a changed, added or removed file (or another `--max-pixels`)
+    computes everything again. Labels, sources and splits come
     from the records, not the cache: relabelling or resplitting needs no new reading.
     """
     if not records:
@@ -53,7 +54,11 @@ def cached_audit(
 
 
 def _cache_key(records: Sequence[ImageRecord]) -> str:
-    digest = hashlib.sha256(f"deepfake-detect audit {AUDIT_VERSION}\n".encode())
+    from deepfake_detect.data.images import max_pixels_limit
+
+    # the pixel limit in force decides which images are unreadable: a part of the key
+    head = f"deepfake-detect audit {AUDIT_VERSION} max_pixels={max_pixels_limit()}\n"
+    digest = hashlib.sha256(head.encode())
     for path in sorted(str(r.path) for r in records):
         digest.update(json.dumps([path, *_file_stamp(path)]).encode() + b"\n")
     return digest.hexdigest()

@@ -76,7 +76,7 @@ class AuditReport:
         lines = _header_lines(summary)
         lines += _attribute_lines(summary["sources"])
         lines += _duplicate_lines(summary["duplicates"], self.duplicate_clusters)
-        lines += [f"unreadable: {u['path']}: {u['error']}" for u in self.unreadable[:10]]
+        lines += [f"unreadable: {_with_path(u['path'], u['error'])}" for u in self.unreadable[:10]]
         lines += _shortcut_lines(self.shortcuts, self.threshold)
         return "\n".join(lines)
 
@@ -300,3 +300,8 @@ def apply_groups(records: Sequence[ImageRecord], report: AuditReport) -> list[Im
         dataclasses.replace(r, group=renamed[str(r.path)]) if str(r.path) in renamed else r
         for r in records
     ]
+
+
+def _with_path(path: str, error: str) -> str:
+    """The error, which names its file already (`load_image`'s messages start with it)."""
+    return error if error.startswith(f"{path}: ") else f"{path}: {error}"
