@@ -413,7 +413,8 @@ def test_predict_and_evaluate_show_progress_on_a_terminal_only(
 @pytest.mark.parametrize(
     ("command", "note"),
     [("predict", "nothing written"),
-     ("train", "a training run keeps every epoch it completed: continue it with --resume"),
+     ("train", "no epoch had completed: nothing kept"),  # its run folder was never made
+     ("train-on", "a training run keeps every epoch it completed: continue it with --resume"),
      ("compare", "a comparison keeps every epoch and evaluation it completed: run it again to "
       "continue")],
 )
@@ -430,9 +431,11 @@ def test_ctrl_c_is_one_line_and_status_130(command, note, how, tmp_path, capsys,
     args = {
         "predict": ["predict", "x.jpg"],
         "train": ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run")],
+        "train-on": ["train", "--data", str(tmp_path), f"--output={tmp_path / 'kept'}"],
         "compare": ["compare", "--data", str(tmp_path), "--output", str(tmp_path / "cmp"),
                     "--backbones", "test_efficientnet"],
     }[command]
+    (tmp_path / "kept").mkdir()  # a run folder with its epochs, as far as the note can tell
     code, _, err = run_cli(args, capsys, monkeypatch)
     assert code == 130 and err.strip() == f"interrupted; {note}"
 

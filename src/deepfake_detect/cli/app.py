@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -109,12 +110,25 @@ def _interrupted_note(args: list[str]) -> str:
     each of a comparison's) keeps every complete epoch."""
     command = next((a for a in args if not a.startswith("-")), None)  # global options are flags
     if command == "train":
+        output = _option_value(args, "--output")
+        if output is not None and not Path(output).is_dir():  # stopped before its first epoch
+            return "no epoch had completed: nothing kept"
         return "a training run keeps every epoch it completed: continue it with --resume"
     if command == "compare":
         return (
             "a comparison keeps every epoch and evaluation it completed: run it again to continue"
         )
     return "nothing written"
+
+
+def _option_value(args: list[str], name: str) -> str | None:
+    """The value given to `name` (as `name V` or `name=V`), or None."""
+    for k, arg in enumerate(args):
+        if arg == name and k + 1 < len(args):
+            return args[k + 1]
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def main() -> None:
