@@ -201,6 +201,8 @@ def test_predict_without_output_prints_a_table(kaggle_run, kaggle_root, capsys, 
         (["benchmark", "--seconds", "nan"], "--seconds must be a positive number"),
         (["benchmark", "--memory-files", "-1,10"], "counts must be at least 1"),
         (["serve", "--max-upload-mb", "nan"], "--max-upload-mb must be a positive number"),
+        (["explain", "x.jpg", "--output", "h.png", "--model", "m.onnx"],
+         "explain needs a model folder"),
     ],
 )
 def test_bad_input_is_one_line(args, message, capsys, monkeypatch, tmp_path):

@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
-from deepfake_detect.cli.common import ModelOption, QuietOption, say, setup, tune_malloc
+from deepfake_detect.cli.common import FolderModelOption, QuietOption, say, setup, tune_malloc
 
 
 def benchmark(
-    model: ModelOption = None,
+    model: FolderModelOption = None,
     images: Annotated[
         list[Path] | None,
         typer.Option(

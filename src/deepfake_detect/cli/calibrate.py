@@ -9,8 +9,8 @@ import typer
 
 from deepfake_detect.cli.common import (
     DataOption,
+    FolderModelOption,
     MaxPixelsOption,
-    ModelOption,
     PrecisionOption,
     QuietOption,
     ThresholdRuleOption,
@@ -22,7 +22,7 @@ from deepfake_detect.cli.common import (
 def calibrate(
     data: DataOption,
     output: Annotated[Path, typer.Option("--output", metavar="DIR", help="The new model folder.")],
-    model: ModelOption = None,
+    model: FolderModelOption = None,
     target_fpr: Annotated[
         float | None,
         typer.Option(

@@ -109,6 +109,15 @@ ModelOption = Annotated[
         help="Run folder of a trained model, or an exported .onnx file. Default: bundled.",
     ),
 ]
+FolderModelOption = Annotated[  # commands that need the weights, not only a network to run
+    Path | None,
+    typer.Option(
+        "--model",
+        metavar="MODEL",
+        help="Run folder of a trained model (an exported .onnx file will not do here). "
+        "Default: bundled.",
+    ),
+]
 FacesOption = Annotated[
     str,
     typer.Option(

@@ -9,8 +9,8 @@ import typer
 
 from deepfake_detect.cli.common import (
     DeviceOption,
+    FolderModelOption,
     MaxPixelsOption,
-    ModelOption,
     QuietOption,
     say,
     setup,
@@ -22,7 +22,7 @@ def explain(
     output: Annotated[
         Path, typer.Option("--output", metavar="FILE", help="The heat-map to write (.png).")
     ],
-    model: ModelOption = None,
+    model: FolderModelOption = None,
     device: DeviceOption = "auto",
     alpha: Annotated[
         float, typer.Option(metavar="A", help="Opacity of the map at its strongest, 0-1.")
@@ -45,6 +45,11 @@ def explain(
         raise ValueError(f"--output must end in .png, not {output.name!r}")
     if not 0 <= alpha <= 1:
         raise ValueError(f"--alpha must be within 0-1, got {alpha}")
+    if model is not None and model.suffix.lower() == ".onnx":
+        raise ValueError(
+            f"--model {model}: explain needs a model folder (its weights: an .onnx file "
+            "carries no gradients)"
+        )
     check_output_path(output)
     explanation = Explainer.load(model, device).explain(image)
     atomic_write_bytes(output, explanation.overlay_png(alpha))

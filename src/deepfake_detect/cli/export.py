@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from deepfake_detect.cli.common import MaxPixelsOption, ModelOption, QuietOption, say, setup
+from deepfake_detect.cli.common import FolderModelOption, MaxPixelsOption, QuietOption, say, setup
 
 
 def export(
     output: Annotated[
         Path, typer.Option("--output", metavar="FILE", help="The .onnx file to write.")
     ],
-    model: ModelOption = None,
+    model: FolderModelOption = None,
     precision: Annotated[
         str,
         typer.Option(
