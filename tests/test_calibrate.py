@@ -89,3 +89,4 @@ def test_the_threshold_rule_chooses_and_is_recorded(setup, tmp_path, rule):
     assert fitted["threshold"] == pytest.approx(select_threshold(labels, scores, rule))
     config = json.loads((tmp_path / "new" / "config.json").read_text())
     assert config["metrics"]["recalibration"]["rule"] == rule
+    assert config["metrics"]["recalibration"]["precision"] == "fp32"  # the scores it fitted

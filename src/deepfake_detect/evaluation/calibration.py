@@ -99,6 +99,11 @@ def recalibrate(
         raise ValueError(f"--output {output_dir}: the folder exists and is not empty")
     if output_dir.resolve() == Path(detector.model_dir).resolve():
         raise ValueError("--output must be a new folder, not the model's own")
+    if detector.engine.precision == "int8":
+        log.warning(
+            "fitting on int8 scores: the new folder carries no int8 file and scores in fp32 "
+            "where torch is installed, whose scores these numbers do not fit"
+        )
     logits, labels, failed = raw_logits(detector, records, batch_size)
     if len(set(labels.tolist())) < 2 and target_fpr is None:
         raise DataError("calibrating needs real and fake images (or --target-fpr, reals only)")
@@ -118,6 +123,7 @@ def recalibrate(
         "rule": threshold_rule if target_fpr is None else
                 f"false-positive rate at most {target_fpr}",
         "target_fpr": target_fpr, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "precision": detector.engine.precision,  # the scores fitted: int8's differ from fp32's
         "ece_before": expected_calibration_error(labels, before),
         "ece_after": expected_calibration_error(labels, scores),
     }  # fmt: skip
