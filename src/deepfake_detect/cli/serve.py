@@ -76,6 +76,7 @@ def serve(
     )  # fmt: skip
     if tune_malloc():  # this process; glibc reads the same from the environment in workers
         os.environ.update(MALLOC_ENVIRONMENT)
+    _check_host(host, port)
     _check_model(settings)
     os.environ[SETTINGS_ENV] = settings.to_env()  # read by each worker process
     uvicorn.run(
@@ -99,8 +100,23 @@ def _check_model(settings) -> None:
     check_device_name(settings.device)
     check_engine_name(settings.engine)
     check_precision_name(settings.precision)
+    if settings.engine == "torch" and settings.precision == "int8":
+        raise ValueError("--precision int8 needs --engine onnx")
     if settings.model is None or not settings.model.lower().endswith(".onnx"):
         resolve_model(settings.model)
+    elif settings.engine == "torch":  # else every worker would fail to load, and stay up
+        raise ValueError(f"{settings.model}: an .onnx file scores with --engine onnx only")
     elif not os.path.isfile(settings.model):
         raise ValueError(f"{settings.model}: model not found")
+
+
+def _check_host(host: str, port: int) -> None:
+    """A host name that does not resolve, refused before uvicorn reports it its own way."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ValueError(f"--host {host}: {reason}") from None
 
