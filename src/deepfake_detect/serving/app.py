@@ -209,6 +209,10 @@ def json_logs() -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
+    # the multipart parser warns of a malformed body in a bare line of its own, while the
+    # request is refused with a 400 and logged here as JSON
+    for name in ("python_multipart.multipart", "multipart.multipart"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 async def _load(state: ServiceState) -> None:
