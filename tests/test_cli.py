@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -82,6 +83,9 @@ def test_evaluate_prints_a_table_and_writes_files(
     )  # fmt: skip
     assert code == 0
     assert "accuracy" in stdout.lower()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # a folder like mkdir's, not private
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 40 and metrics["accuracy"] >= 0.9
     for key in ("loss", "roc_auc", "average_precision", "eer", "tpr_at_1pct_fpr", "intervals",

@@ -172,6 +172,7 @@ def staged_folder(output_dir: Path) -> Iterator[Path]:
         else:
             output_dir.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
+            os.chmod(staging, 0o777 & ~_umask())  # it becomes the report folder: not private
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(output_dir)) from None
     try:
@@ -189,6 +190,12 @@ def staged_folder(output_dir: Path) -> Iterator[Path]:
             target = output_dir / name if name and not name.startswith(".") else output_dir
             raise OSError(exc.errno, exc.strerror, str(target)) from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_html(output_dir, metrics, labels, scores, sources, detector: Detector) -> None:
