@@ -114,13 +114,13 @@ def checked_options(split: str, label: str | None, change: str | None, quality: 
 
 def check_numbers(threshold: float | None, quality: int | None, batch_size: int) -> None:
     """Refuse bad numbers before the dataset is indexed (which takes a while on a large one)."""
+    from deepfake_detect.evaluation.runs import check_jpeg_quality
     from deepfake_detect.inference.detector import check_batching
     from deepfake_detect.models.config import check_threshold
 
     if threshold is not None:
         check_threshold(threshold)
-    if quality is not None and not 1 <= quality <= 100:
-        raise ValueError(f"--jpeg-quality must be within 1-100, got {quality}")
+    check_jpeg_quality(quality)
     check_batching(batch_size, None)
 
 

@@ -93,19 +93,17 @@ def serve(
 def _check_model(settings) -> None:
     """Fail before listening when the model or an option is wrong, not in every worker."""
     from deepfake_detect.devices import check_device_name
-    from deepfake_detect.inference.detector import resolve_model
+    from deepfake_detect.inference.detector import check_engine_choice, resolve_model
     from deepfake_detect.inference.engines import check_engine_name
     from deepfake_detect.inference.onnx_files import check_precision_name
 
     check_device_name(settings.device)
     check_engine_name(settings.engine)
     check_precision_name(settings.precision)
-    if settings.engine == "torch" and settings.precision == "int8":
-        raise ValueError("--precision int8 needs --engine onnx")
+    # else every worker would fail to load the model, and the service stay up answering 503
+    check_engine_choice(settings.model, settings.engine, settings.precision)
     if settings.model is None or not settings.model.lower().endswith(".onnx"):
         resolve_model(settings.model)
-    elif settings.engine == "torch":  # else every worker would fail to load, and stay up
-        raise ValueError(f"{settings.model}: an .onnx file scores with --engine onnx only")
     elif not os.path.isfile(settings.model):
         raise ValueError(f"{settings.model}: model not found")
 

@@ -72,6 +72,11 @@ def reencoded(
         yield buffer.getvalue()
 
 
+def check_jpeg_quality(quality: int | None) -> None:
+    if quality is not None and not 1 <= quality <= 100:
+        raise ValueError(f"--jpeg-quality must be within 1-100, got {quality}")
+
+
 def score_records(
     detector: Detector, records, *, batch_size=32, jpeg_quality=None, scale=1.0, progress=False,
     history=False, change=None, faces="off",
@@ -81,8 +86,7 @@ def score_records(
     everyday change (`transforms.EVERYDAY_CHANGES`, which sets its own JPEG quality)."""
     if change is not None and jpeg_quality is not None:
         raise ValueError("a change sets its own JPEG quality: give --change or --jpeg-quality")
-    if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"JPEG quality must be within 1-100, got {jpeg_quality}")
+    check_jpeg_quality(jpeg_quality)
     if not 0.1 <= scale <= 4.0:
         raise ValueError(f"scale must be within 0.1-4, got {scale}")
     if scale != 1.0 and jpeg_quality is None:

@@ -522,10 +522,9 @@ def load_detector(
     check_device_name(device)
     check_engine_name(engine)
     check_precision_name(precision)
+    check_engine_choice(model, engine, precision)
     path = Path(model) if model is not None else None
     if path is not None and path.suffix.lower() == ".onnx":
-        if engine != "onnx":
-            raise ValueError(f"{path}: an ONNX file scores with --engine onnx only")
         _check_onnx_device(device)
         if not path.is_file():
             raise ModelError(f"{path}: model not found")
@@ -541,9 +540,16 @@ def load_detector(
             model_dir, precision, threads=threads, spin=spin, lanes=lanes
         )
         return Detector(config, onnx_engine, model_dir)
-    if precision == "int8":
-        raise ValueError("--precision int8 needs --engine onnx")
     return Detector(config, _torch_engine(model_dir, config, device), model_dir)
+
+
+def check_engine_choice(model: str | os.PathLike | None, engine: str, precision: str) -> None:
+    """Refuse an engine the model cannot score with, before anything loads: an ONNX file
+    runs on ONNX Runtime only, and int8 exists only there."""
+    if model is not None and Path(model).suffix.lower() == ".onnx" and engine != "onnx":
+        raise ValueError(f"{model}: an ONNX file scores with --engine onnx only")
+    if engine != "onnx" and precision == "int8":
+        raise ValueError("--precision int8 needs --engine onnx")
 
 
 def _check_onnx_device(device: str) -> None:
