@@ -90,3 +90,28 @@ def test_the_threshold_rule_chooses_and_is_recorded(setup, tmp_path, rule):
     config = json.loads((tmp_path / "new" / "config.json").read_text())
     assert config["metrics"]["recalibration"]["rule"] == rule
     assert config["metrics"]["recalibration"]["precision"] == "fp32"  # the scores it fitted
+
+
+def test_the_cli_fits_the_scores_the_new_folder_will_give(setup, tmp_path, capsys, monkeypatch):
+    # a folder whose int8 file is its default precision (the bundled model's is) scores in
+    # int8, but the new folder carries no int8 file: auto fits fp32's scores, without a warning
+    import onnx
+    from test_cli import run_cli
+
+    from deepfake_detect.inference.export import export_onnx
+    from deepfake_detect.inference.onnx_files import DEFAULT_KEY, ONNX_NAMES
+
+    data, _ = setup
+    model = make_model(tmp_path / "model", seed=2, threshold=0.5, temperature=1.0)
+    int8 = model / ONNX_NAMES["int8"]
+    export_onnx(model, int8, precision="int8", images=[data])
+    marked = onnx.load(str(int8))
+    marked.metadata_props.add(key=DEFAULT_KEY, value="{}")
+    onnx.save(marked, str(int8))
+    assert load_detector(model).engine.precision == "int8"
+    out = tmp_path / "mine-calibrated"
+    code, _, err = run_cli(["calibrate", "--model", str(model), "--data", str(data),
+                            "--output", str(out)], capsys, monkeypatch)  # fmt: skip
+    assert code == 0 and "int8" not in err, err
+    recorded = json.loads((out / "config.json").read_text())["metrics"]["recalibration"]
+    assert recorded["precision"] == "fp32"

@@ -19,7 +19,7 @@ from deepfake_detect.cli.outputs import PredictionWriter
 from deepfake_detect.errors import ModelError
 from deepfake_detect.inference import load_detector
 from deepfake_detect.inference.export import ExportCheckError, export_onnx
-from deepfake_detect.inference.onnx_files import ONNX_NAMES, WEIGHTS_KEY
+from deepfake_detect.inference.onnx_files import DEFAULT_KEY, ONNX_NAMES, WEIGHTS_KEY
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -75,6 +75,14 @@ def test_the_bundled_int8_file_was_exported_from_the_bundled_weights():
     metadata = {p.key: p.value for p in onnx.load(str(engine.path)).metadata_props}
     check = json.loads(metadata["deepfake_detect.check"])
     assert check["check_images"] >= 500 and check["flipped"] <= 0.03  # its export check held
+    # trained for int8, it met the clause for a default precision, and auto scores with it
+    measured = json.loads(metadata[DEFAULT_KEY])
+    assert measured["heldout"]["images"] >= 3000
+    for split in ("valid", "heldout"):
+        for inputs in ("as-is", "jpeg-q75"):
+            figures = measured[split][inputs]
+            assert figures["labels_changed"] <= 0.01 and abs(figures["roc_auc_difference"]) <= 0.002
+    assert load_detector().engine.path == engine.path
     size = sum(p.stat().st_size for p in BUNDLED_DIR.glob("model.*") if p.name != "model.onnx")
     assert size <= 25e6  # what the package ships: the weights and the int8 file
 
@@ -144,6 +152,23 @@ def test_int8_is_calibrated_on_images_and_chosen_only_when_asked(tmp_path, photo
     fp32 = scores(load_detector(folder, precision="fp32"), photos)
     assert np.max(np.abs(scores(detector, photos) - fp32)) < 0.2
 
+
+def test_auto_scores_with_an_int8_file_only_when_it_records_meeting_the_default_clause(
+    tmp_path, photos
+):
+    import onnx
+
+    folder = make_model(tmp_path / "quantised", seed=6)
+    int8 = folder / ONNX_NAMES["int8"]
+    export_onnx(folder, int8, precision="int8", images=photos)
+    assert load_detector(folder).engine.precision == "fp32"
+    model = onnx.load(str(int8))
+    model.metadata_props.add(key=DEFAULT_KEY, value=json.dumps({"heldout": {}}))
+    onnx.save(model, str(int8))
+    assert load_detector(folder).engine.precision == "int8"
+    assert load_detector(folder, precision="fp32").engine.precision == "fp32"
+    make_model(folder, seed=7)  # new weights: the int8 file is stale, whatever it records
+    assert load_detector(folder).engine.precision == "fp32"
 
 
 @pytest.mark.parametrize("calibration", ["Percentile", "Entropy"])

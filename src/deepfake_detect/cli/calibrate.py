@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated
 
@@ -53,6 +54,8 @@ def calibrate(
     if threshold_rule not in THRESHOLD_RULES:
         raise ValueError(f"--threshold-rule must be one of {', '.join(THRESHOLD_RULES)}")
     check_batching(batch_size, None)
+    if precision == "auto" and importlib.util.find_spec("torch") is not None:
+        precision = "fp32"  # what the new folder scores in: it carries no int8 file
     detector = load_detector(model, precision=precision)
     records = index_dataset(data)
     names = [Path(d).name for d in data]

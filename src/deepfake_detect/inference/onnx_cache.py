@@ -11,6 +11,7 @@ from deepfake_detect.errors import ModelError
 from deepfake_detect.inference.engines import OnnxEngine
 from deepfake_detect.inference.export import export_onnx
 from deepfake_detect.inference.onnx_files import (
+    DEFAULT_KEY,
     ONNX_NAMES,
     WEIGHTS_KEY,
     cache_dir,
@@ -50,9 +51,10 @@ def onnx_engine_for_folder(model_dir: Path, precision: str = "auto", **options) 
     """The ONNX engine to score a model folder with, exporting the fp32 file once when missing;
     `options` (threads, lanes, spin) go to `OnnxEngine`.
 
-    precision auto: fp32 (the default engine's precision: int8 changed too many labels of the
-    bundled model's validation images to be the default; see the README); when fp32 would need
-    an export and torch is not installed, the folder's int8 file, with a warning.
+    precision auto: the folder's int8 file when it records that it met the clause for a
+    default precision (`DEFAULT_KEY`: the bundled model's, trained for int8), else fp32; when
+    fp32 would need an export and torch is not installed, the folder's int8 file, with a
+    warning.
     """
     check_precision_name(precision)
     weights_sha256 = weights_hash(model_dir)
@@ -65,17 +67,17 @@ def onnx_engine_for_folder(model_dir: Path, precision: str = "auto", **options) 
                 f"--output {model_dir / ONNX_NAMES['int8']}`"
             )
         return int8
+    int8 = None
+    if precision == "auto":
+        int8 = fresh_engine(model_dir, "int8", weights_sha256, **options)
+        if int8 is not None and DEFAULT_KEY in int8.metadata:
+            return int8
     found = fresh_engine(model_dir, "fp32", weights_sha256, **options)
     if found is not None:
         return found
     try:
         return OnnxEngine(export_once(model_dir, weights_sha256), **options)
     except NeedsTorch:
-        int8 = (
-            fresh_engine(model_dir, "int8", weights_sha256, **options)
-            if precision == "auto"
-            else None
-        )
         if int8 is None:
             raise
         log.warning(
