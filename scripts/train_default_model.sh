@@ -18,8 +18,8 @@
 # skipped; that run is scripts/train_candidate_diffusion_flip.sh, whose command this one repeats
 # with the shipped split manifest, which holds E's split). On a 2-core CPU: about 1 h 45 min of
 # training (channels-last; E's run took 1 h 44 min, a CI run beside it for a while), then about
-# 15 minutes of measuring and 30 of training and measuring the int8 file. On 2026-12-07 its threshold was chosen again by the trainer's new
-# default rule (--threshold-rule recalibrated) on E's own validation pass, and the model
+# 15 minutes of measuring and 30 of training and measuring the int8 file (added 2026-12-08).
+# On 2026-12-07 its threshold was chosen again by the trainer's new default rule (--threshold-rule recalibrated) on E's own validation pass, and the model
 # measured and shipped again the same way, with RUN naming that refit (scripts/validation_loss.py
 # --calibrate --output; docs/experiments.md, "A steadier threshold rule"). E's recipe has not run on a GPU yet (the next GPU round trains it);
 # the second edition's first release (candidate A) took about 5.5 minutes on an NVIDIA H200.
