@@ -45,17 +45,6 @@ def scores(detector, paths) -> np.ndarray:
     return np.array([p.score for p in detector.score(paths)])
 
 
-@pytest.mark.parametrize("lanes", [1, 2])
-def test_engines_take_a_batch_or_its_images_alike(tiny, photos, lanes):
-    # iter_scores hands the engine its images unstacked: each lane stacks its own (1-2 images)
-    onnx_engine = load_detector(tiny, lanes=lanes).engine
-    torch_engine = load_detector(tiny, device="cpu", engine="torch").engine
-    images = [load_detector(tiny).preprocess(p) for p in photos[:5]]
-    for engine in (onnx_engine, torch_engine):
-        stacked = engine.logits(np.stack(images))
-        assert np.array_equal(engine.logits(images), stacked) and stacked.shape == (5,)
-
-
 def test_onnx_and_torch_engines_agree_on_images(tiny, photos):
     onnx_scores = scores(load_detector(tiny), photos)
     torch_scores = scores(load_detector(tiny, device="cpu", engine="torch"), photos)

@@ -15,7 +15,7 @@ import contextlib
 import functools
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -285,9 +285,8 @@ class Detector:
             return Inputs([whole, *crops], provenance, faces, [], whole=True)
         return Inputs(crops, provenance, faces, [])
 
-    def score_arrays(self, batch: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """P(fake) for a batch of preprocessed images (N, 3, H, W), or for N preprocessed
-        images (3, H, W) (the ONNX engine's lanes then put them together, each its own)."""
+    def score_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """P(fake) for a batch of preprocessed images (N, 3, H, W)."""
         # float64: a calibrated logit divided by T < 1 must not saturate float32 at 0 or 1
         scaled = self.engine.logits(batch) / self.config.temperature
         return 1.0 / (1.0 + np.exp(-scaled))
@@ -394,7 +393,7 @@ class Detector:
 
     def _score_chunk(self, chunk, loaded, offset, threshold) -> Iterator[Prediction]:
         arrays = [a for x in loaded if not isinstance(x, str) for a in x.arrays]
-        scores = iter(self.score_arrays(arrays) if arrays else [])
+        scores = iter(self.score_arrays(np.stack(arrays)) if arrays else [])
         for i, item in enumerate(chunk):
             name, x = describe_input(item, offset + i), loaded[i]
             if isinstance(x, str):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,9 +36,8 @@ class Engine(Protocol):
     name: str  # "onnx" or "torch"
     precision: str  # "fp32" or "int8"
 
-    def logits(self, batch: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Logits (float64, shape (N,)) for a batch of preprocessed images (N, 3, H, W), or
-        for N preprocessed images (3, H, W)."""
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (float64, shape (N,)) for a batch of preprocessed images (N, 3, H, W)."""
         ...
 
 
@@ -76,12 +74,11 @@ class TorchEngine:
         self.net = channels_last(net.eval())
         self.device = device
 
-    def logits(self, batch: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    def logits(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         from deepfake_detect.devices import autocast, to_device
 
-        batch = batch if isinstance(batch, np.ndarray) else np.stack(batch)
         with torch.inference_mode(), autocast(self.device):
             out = self.net(to_device(torch.from_numpy(batch), self.device)).float()
         return out.cpu().numpy().astype(np.float64).reshape(-1)
@@ -191,17 +188,11 @@ class OnnxEngine:
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.precision = self.metadata.get(PRECISION_KEY, "fp32")
 
-    def logits(self, batch: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """`batch`: an array (N, 3, H, W), or N arrays (3, H, W), which each lane then puts
-        together for its own calls, rather than this thread copying the whole batch first."""
-        if isinstance(batch, np.ndarray):
-            batch = np.ascontiguousarray(batch, np.float32)
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, np.float32)
         parts = [batch[i : i + self.sub_batch] for i in range(0, len(batch), self.sub_batch)]
         outs = run_on_threads(self._pool, self.lanes, self._run, parts)
         return np.concatenate(outs).astype(np.float64).reshape(-1)
 
-    def _run(self, part: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        if not isinstance(part, np.ndarray):
-            part = part[0][None] if len(part) == 1 else np.stack(part)
-            part = np.ascontiguousarray(part, np.float32)
+    def _run(self, part: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: part})[0]
